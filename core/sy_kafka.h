@@ -1,0 +1,59 @@
+/* sy_kafka: the one place Kafka clients are made — producers, idempotent and transactional
+ * producers, consumers — from a sy_config, plus topic names and the key partitioner. */
+#ifndef SY_KAFKA_H
+#define SY_KAFKA_H
+
+#include <librdkafka/rdkafka.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "sy_config.h"
+#include "sy_err.h"
+
+typedef enum sy_kafka_role {
+    SY_KAFKA_PRODUCER,               /* plain, acks=all */
+    SY_KAFKA_IDEMPOTENT_PRODUCER,    /* enable.idempotence: a retried send is not duplicated */
+    SY_KAFKA_TRANSACTIONAL_PRODUCER, /* transactional.id from opts; init_transactions done */
+    SY_KAFKA_CONSUMER,               /* group.id from opts, manual commits, eager assignor */
+} sy_kafka_role_t;
+
+typedef struct sy_kafka_opts {
+    const char *transactional_id; /* TRANSACTIONAL_PRODUCER */
+    const char *group_id;         /* CONSUMER; NULL = no group (assign() only) */
+    bool read_committed;          /* CONSUMER: isolation.level=read_committed (default true) */
+    const char *auto_offset_reset; /* CONSUMER: "earliest" (default) or "latest" */
+    /* CONSUMER: optional rebalance callback; NULL = librdkafka's default assign/unassign. */
+    void (*rebalance_cb)(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *partitions, void *opaque);
+    void *opaque;                 /* rd_kafka opaque, passed to callbacks */
+    const char *client_id_suffix; /* appended to client.id ("router", "worker", ...) */
+} sy_kafka_opts_t;
+
+/* Makes a client. Order: our defaults, then role settings, then every kafka.* passthrough
+ * key from conf (so users can override anything: SASL, SSL, timeouts). The client logs through
+ * sy_log. A transactional producer has already run init_transactions (within
+ * broker.timeout.ms; a broker that cannot be reached gives a retriable SY_ERR_TIMEOUT).
+ * Returns NULL and fills err on failure; the caller owns the result (rd_kafka_destroy). */
+rd_kafka_t *sy_kafka_new(const sy_config_t *conf, sy_kafka_role_t role,
+                         const sy_kafka_opts_t *opts, sy_err_t *err);
+
+/* "<ns>.<suffix>" into buf; returns buf. */
+const char *sy_kafka_topic(const sy_config_t *conf, const char *suffix, char *buf, size_t size);
+
+/* The partition a key maps to: murmur2 as in Java's default partitioner, which is also what
+ * every Switchyard producer is configured with (partitioner=murmur2_random), so readers can
+ * find a job's events in exactly one partition. */
+int32_t sy_kafka_partition_for_key(const void *key, size_t keylen, int32_t partition_cnt);
+
+/* Creates topics that do not exist yet (existing ones are fine). replication -1 = broker
+ * default. */
+sy_err_code_t sy_kafka_ensure_topic(rd_kafka_t *rk, const char *topic, int partitions,
+                                    int replication, int timeout_ms, sy_err_t *err);
+
+/* Number of partitions of topic, or -1 with err filled. */
+int sy_kafka_partition_count(rd_kafka_t *rk, const char *topic, int timeout_ms, sy_err_t *err);
+
+/* Waits until the broker answers a metadata request or timeout_ms passes. */
+sy_err_code_t sy_kafka_wait_broker(rd_kafka_t *rk, int timeout_ms, sy_err_t *err);
+
+#endif

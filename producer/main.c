@@ -1,0 +1,66 @@
+/* switchyard: the command-line tool — thin main: global options, then one subcommand. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "sy_app.h"
+#include "sy_signal.h"
+
+static int cmd_config(sy_config_t *conf, int argc, char **argv)
+{
+    sy_config_dump(conf, stdout);
+    return SY_EXIT_OK;
+}
+
+static const struct {
+    const char *name;
+    sy_cli_fn fn;
+    const char *summary;
+} commands[] = {
+    {"encode", sy_cmd_encode, "JSON on stdin -> framed Avro on stdout (--type T)"},
+    {"decode", sy_cmd_decode, "framed Avro on stdin -> JSON on stdout"},
+    {"schemas", sy_cmd_schemas, "print the Avro schemas"},
+    {"config", cmd_config, "print the effective configuration (secrets masked)"},
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: switchyard [-c FILE] [-X key=value]... [-v|-q] <command> [args]\n\n"
+                 "commands:\n");
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        fprintf(out, "  %-12s %s\n", commands[i].name, commands[i].summary);
+    fprintf(out, "\nConfiguration: file (-c or $SWITCHYARD_CONFIG) < environment (SWITCHYARD_<KEY>) "
+                 "< -X key=value.\n");
+}
+
+int main(int argc, char **argv)
+{
+    sy_config_t *conf = NULL;
+    int next = 0;
+    if (argc >= 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") ||
+                      !strcmp(argv[1], "help"))) {
+        usage(stdout);
+        return SY_EXIT_OK;
+    }
+    int rc = sy_app_init(argc, argv, &conf, &next);
+    if (rc)
+        return rc;
+    if (next >= argc) {
+        usage(stderr);
+        rc = SY_EXIT_USAGE;
+        goto out;
+    }
+    sy_signal_install();
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+        if (!strcmp(argv[next], commands[i].name)) {
+            rc = commands[i].fn(conf, argc - next, argv + next);
+            goto out;
+        }
+    }
+    fprintf(stderr, "switchyard: unknown command \"%s\"\n", argv[next]);
+    usage(stderr);
+    rc = SY_EXIT_USAGE;
+out:
+    sy_config_destroy(conf);
+    return rc;
+}
