@@ -74,7 +74,8 @@ rd_kafka_t *sy_kafka_new(const sy_config_t *conf, sy_kafka_role_t role,
             conf_set(kc, "isolation.level",
                      opts->read_committed ? "read_committed" : "read_uncommitted", err) ||
             conf_set(kc, "auto.offset.reset",
-                     opts->auto_offset_reset ? opts->auto_offset_reset : "earliest", err))
+                     opts->auto_offset_reset ? opts->auto_offset_reset : "earliest", err) ||
+            conf_set(kc, "enable.partition.eof", opts->partition_eof ? "true" : "false", err))
             goto fail;
         if (opts->rebalance_cb)
             rd_kafka_conf_set_rebalance_cb(kc, opts->rebalance_cb);

@@ -22,6 +22,7 @@ typedef struct sy_kafka_opts {
     const char *group_id;         /* CONSUMER; NULL = no group (assign() only) */
     bool read_committed;          /* CONSUMER: isolation.level=read_committed (default true) */
     const char *auto_offset_reset; /* CONSUMER: "earliest" (default) or "latest" */
+    bool partition_eof;            /* CONSUMER: deliver RD_KAFKA_RESP_ERR__PARTITION_EOF events */
     /* CONSUMER: optional rebalance callback; NULL = librdkafka's default assign/unassign. */
     void (*rebalance_cb)(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *partitions, void *opaque);

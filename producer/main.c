@@ -1,4 +1,5 @@
 /* switchyard: the command-line tool — thin main: global options, then one subcommand. */
+#include <ctype.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -6,8 +7,31 @@
 #include "sy_app.h"
 #include "sy_signal.h"
 
+/* `config` prints the effective configuration; `config --reference` prints the table of every
+ * key as Markdown (the README's configuration reference is this output). */
 static int cmd_config(sy_config_t *conf, int argc, char **argv)
 {
+    if (argc == 2 && !strcmp(argv[1], "--reference")) {
+        size_t n;
+        const sy_config_def_t *t = sy_config_table(&n);
+        printf("| key | environment variable | default | description |\n|---|---|---|---|\n");
+        for (size_t i = 0; i < n; i++) {
+            char env[128];
+            size_t j = 0;
+            for (const char *k = t[i].key; *k && j < sizeof(env) - 1; k++)
+                env[j++] = (*k == '.' || *k == '-') ? '_' : (char)toupper((unsigned char)*k);
+            env[j] = '\0';
+            printf("| `%s` | `SWITCHYARD_%s` | `%s` | %s |\n", t[i].key, env,
+                   *t[i].default_value ? t[i].default_value : "\"\"", t[i].description);
+        }
+        printf("| `kafka.<property>` | `SWITCHYARD_KAFKA_<PROPERTY>` | | any librdkafka "
+               "property, passed through as is (SASL, SSL, timeouts, ...) |\n");
+        return SY_EXIT_OK;
+    }
+    if (argc > 1) {
+        fprintf(stderr, "usage: switchyard config [--reference]\n");
+        return SY_EXIT_USAGE;
+    }
     sy_config_dump(conf, stdout);
     return SY_EXIT_OK;
 }
@@ -21,6 +45,11 @@ static const struct {
     {"decode", sy_cmd_decode, "framed Avro on stdin -> JSON on stdout"},
     {"schemas", sy_cmd_schemas, "print the Avro schemas"},
     {"config", cmd_config, "print the effective configuration (secrets masked)"},
+    {"admin", sy_cmd_admin, "database: migrate | version"},
+    {"clusters", sy_cmd_clusters, "registry clusters: add, update, list, show, tag, remove, ..."},
+    {"commands", sy_cmd_commands, "registry commands: add, update, list, show, tag, remove, ..."},
+    {"link", sy_cmd_link, "link COMMAND CLUSTER: let the cluster run the command"},
+    {"unlink", sy_cmd_unlink, "unlink COMMAND CLUSTER"},
 };
 
 static void usage(FILE *out)

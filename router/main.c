@@ -3,17 +3,30 @@
 
 #include "sy_app.h"
 #include "sy_log.h"
+#include "sy_router.h"
 #include "sy_signal.h"
 
 int main(int argc, char **argv)
 {
     sy_config_t *conf = NULL;
+    sy_router_t *router = NULL;
+    sy_err_t err = SY_ERR_INIT;
     int next = 0;
     int rc = sy_app_init(argc, argv, &conf, &next);
     if (rc)
         return rc;
+    if (next < argc) {
+        fprintf(stderr, "usage: switchyard-router [-c FILE] [-X key=value]... [-v|-q]\n");
+        rc = 2;
+        goto out;
+    }
     sy_signal_install();
-    sy_error("router", "the router run loop is not implemented yet");
+    if (!(router = sy_router_new(conf, &err)) || sy_router_run(router, &err) != SY_OK) {
+        sy_error("router", "%s", err.msg);
+        rc = 1;
+    }
+out:
+    sy_router_destroy(router);
     sy_config_destroy(conf);
-    return 1;
+    return rc;
 }

@@ -1,0 +1,208 @@
+"""Router against the real broker and PostgreSQL: fallback order, status and link filtering,
+implicit id/name tags, weighted selection, INVALID reasons, dead-lettering, hot reload,
+duplicate ids, two routers sharing partitions, and SIGKILL of a router mid-stream with
+exactly-once output for a read_committed consumer."""
+import collections
+import os
+import signal
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import sylib  # noqa: E402
+
+SPEC = '{"local":{"argv":["/bin/echo"]}}'
+CMD = ["type:spark-submit", "spark:3.5"]
+
+
+def setup_registry(env):
+    env.cli("clusters", "add", "prod-a", "--kind", "local", "--tags", "env:prod,spark:3.5,queue:hot",
+            "--weight", "3")
+    env.cli("clusters", "add", "prod-b", "--kind", "local", "--tags", "env:prod,spark:3.5",
+            "--weight", "1")
+    env.cli("clusters", "add", "test-a", "--kind", "local", "--tags", "env:test,spark:3.5")
+    env.cli("clusters", "add", "etl-down", "--kind", "local", "--tags", "env:prod,queue:etl",
+            "--status", "OUT_OF_SERVICE")
+    env.cli("clusters", "add", "unlinked", "--kind", "local", "--tags", "env:staging")
+    env.cli("commands", "add", "spark35", "--tags", ",".join(CMD), "--spec", SPEC)
+    for c in ("prod-a", "prod-b", "test-a", "etl-down"):
+        env.cli("link", "spark35", c)
+
+
+def statuses(env, job_ids, want_terminal=True, timeout=30):
+    """{job_id: [status records in order]} from <ns>.status, read_committed."""
+    ids = set(job_ids)
+
+    def done(msgs):
+        seen = collections.defaultdict(set)
+        for m in msgs:
+            seen[m.key().decode()].add(m)
+        return all(len(seen[j]) >= 2 for j in ids)
+
+    out = collections.defaultdict(list)
+    for m in env.consume_all(env.topic("status"), expect=done if want_terminal else None,
+                             timeout=timeout):
+        k = m.key().decode()
+        if k in ids:
+            out[k].append(env.decode(m.value()))
+    return out
+
+
+def submit(env, job_id, criteria, cmd=CMD, **extra):
+    env.produce(env.topic("requests"), job_id.encode(),
+                env.encode("JobRequest", sylib.request(job_id, criteria, cmd, **extra)))
+
+
+def final(st):
+    return [s for s in st if s["status"] in ("RESOLVED", "INVALID")]
+
+
+def test_routing_semantics(env):
+    submit(env, "fallback-1", [["env:staging"], ["env:test"]])
+    submit(env, "oos-1", [["queue:etl"]])
+    submit(env, "unlinked-1", [["env:staging"]])
+    submit(env, "implicit-name", [["switchyard.name:prod-b"]])
+    submit(env, "name-field", [{"name": "test-a", "tags": []}])
+    submit(env, "no-command", [["env:prod"]], cmd=["type:hive"])
+    submit(env, "bad-tag", [["not a tag"]])
+    submit(env, "bad-timeout", [["env:prod"]], timeout_ms=10**15)
+    ids = ["fallback-1", "oos-1", "unlinked-1", "implicit-name", "name-field", "no-command",
+           "bad-tag", "bad-timeout"]
+    st = statuses(env, ids)
+    f = {j: final(st[j]) for j in ids}
+    for j in ids:
+        assert st[j][0]["status"] == "ACCEPTED" and st[j][0]["seq"] == 1, (j, st[j])
+        assert len(f[j]) == 1, (j, st[j])
+    assert f["fallback-1"][0]["status"] == "RESOLVED" and f["fallback-1"][0]["cluster"] == "test-a"
+    assert "criterion #2" in f["fallback-1"][0]["message"], f["fallback-1"]
+    assert f["oos-1"][0]["status"] == "INVALID" and "queue:etl" in f["oos-1"][0]["message"]
+    assert f["unlinked-1"][0]["status"] == "INVALID" and "env:staging" in f["unlinked-1"][0]["message"]
+    assert f["implicit-name"][0]["cluster"] == "prod-b"
+    assert f["name-field"][0]["cluster"] == "test-a"
+    assert f["no-command"][0]["status"] == "INVALID" and "type:hive" in f["no-command"][0]["message"]
+    assert f["bad-tag"][0]["status"] == "INVALID" and "tag" in f["bad-tag"][0]["message"]
+    assert f["bad-timeout"][0]["status"] == "INVALID" and "timeout" in f["bad-timeout"][0]["message"]
+    # the RoutedJob is on the chosen cluster's topic, with the command's local spec
+    routed = env.consume_all(env.topic("cluster.test-a"), expect=lambda ms: len(ms) >= 1)
+    rj = env.decode(routed[0].value())
+    assert rj["job_id"] == "fallback-1" and rj["backend_kind"] == "local", rj
+    assert rj["command_spec"] == '{"argv":["/bin/echo"]}' and rj["request"]["job_id"] == "fallback-1"
+
+
+def test_weighted(env):
+    n = 300
+    ids = [f"w-{i}" for i in range(n)]
+    for j in ids:
+        submit(env, j, [["env:prod"]])
+    st = statuses(env, ids, timeout=90)
+    counts = collections.Counter(final(st[j])[0]["cluster"] for j in ids)
+    share = counts["prod-a"] / n
+    print(f"weighted: {dict(counts)} prod-a share {share:.2f} (expect 0.75)")
+    assert set(counts) == {"prod-a", "prod-b"}, counts
+    assert 0.65 <= share <= 0.85, counts
+
+
+def test_deadletter(env):
+    garbage = [b"", b"\x00\x00", b"not avro at all", b"\xc3\x01" + b"\x00" * 8 + b"x",
+               b"\x00\x7f\xff\xff\xff\x02"]
+    for i, g in enumerate(garbage):
+        env.produce(env.topic("requests"), f"junk-{i}".encode(), g, headers=[("origin", b"test")])
+    submit(env, "after-junk", [["env:test"]])
+    dl = env.consume_all(env.topic("deadletter"), expect=lambda ms: len(ms) >= len(garbage))
+    assert len(dl) == len(garbage), len(dl)
+    for m in dl:
+        hd = {k: v for k, v in m.headers()}
+        assert "sy.error" in hd and "sy.error.code" in hd and "sy.source.offset" in hd, hd
+        assert hd["sy.source.topic"].decode() == env.topic("requests")
+        assert hd["origin"] == b"test"
+    assert {m.value() or b"" for m in dl} == set(garbage)
+    st = statuses(env, ["after-junk"])
+    assert final(st["after-junk"])[0]["status"] == "RESOLVED"
+
+
+def test_duplicate(env):
+    submit(env, "dup-1", [["env:test"]])
+    submit(env, "dup-1", [["env:test"]])
+    st = statuses(env, ["dup-1"])
+    deadline = time.time() + 20
+    while time.time() < deadline and not any(s["status"] == "DUPLICATE" for s in st["dup-1"]):
+        st = statuses(env, ["dup-1"], timeout=3)
+    kinds = [s["status"] for s in st["dup-1"]]
+    assert kinds.count("RESOLVED") == 1 and kinds.count("DUPLICATE") == 1, kinds
+    routed = [m for m in env.consume_all(env.topic("cluster.test-a"), timeout=5)
+              if m.key() == b"dup-1"]
+    assert len(routed) == 1, len(routed)
+
+
+def test_hot_reload(env):
+    submit(env, "hot-1", [["queue:hot"]])
+    assert final(statuses(env, ["hot-1"])["hot-1"])[0]["cluster"] == "prod-a"
+    env.cli("clusters", "untag", "prod-a", "queue:hot")
+    env.cli("clusters", "tag", "prod-b", "queue:hot")
+    time.sleep(1.0)
+    submit(env, "hot-2", [["queue:hot"]])
+    assert final(statuses(env, ["hot-2"])["hot-2"])[0]["cluster"] == "prod-b"
+
+
+def test_two_routers_and_sigkill(env, log):
+    second = env.start_router("r2", log=log)
+    time.sleep(4)
+    n = 400
+    ids = [f"k-{i}" for i in range(n)]
+    p = sylib.Producer({"bootstrap.servers": sylib.BOOTSTRAP, "partitioner": "murmur2_random"})
+    for i, j in enumerate(ids):
+        p.produce(env.topic("requests"), key=j.encode(),
+                  value=env.encode("JobRequest", sylib.request(j, [["env:prod"]], CMD)))
+        if i == n // 3:
+            p.flush(10)
+            second.send_signal(signal.SIGKILL)
+            second.wait()
+        if i == 2 * n // 3:
+            p.flush(10)
+            env.start_router("r2", log=log)
+    assert p.flush(15) == 0
+
+    def routed_all(msgs):
+        return len({m.key() for m in msgs}) >= n
+
+    got = []
+    for c in ("prod-a", "prod-b"):
+        got += [m for m in env.consume_all(env.topic(f"cluster.{c}"), timeout=10)
+                if m.key().decode().startswith("k-")]
+    deadline = time.time() + 90
+    while len({m.key() for m in got}) < n and time.time() < deadline:
+        got = []
+        for c in ("prod-a", "prod-b"):
+            got += [m for m in env.consume_all(env.topic(f"cluster.{c}"), timeout=5)
+                    if m.key().decode().startswith("k-")]
+    per_job = collections.Counter(m.key().decode() for m in got)
+    dups = {k: v for k, v in per_job.items() if v > 1}
+    missing = set(ids) - set(per_job)
+    print(f"sigkill: routed {len(per_job)}/{n}, duplicates {len(dups)}, missing {len(missing)}")
+    assert not missing, sorted(missing)[:10]
+    assert not dups, dups
+
+
+def main():
+    r = sylib.Runner()
+    env = sylib.Env("router")
+    log = os.path.join(os.environ.get("SWITCHYARD_TESTENV_DIR", "/tmp"), f"{env.ns}-router.log")
+    try:
+        setup_registry(env)
+        env.start_router("r1", log=log)
+        r.run(test_routing_semantics, env)
+        r.run(test_deadletter, env)
+        r.run(test_duplicate, env)
+        r.run(test_hot_reload, env)
+        r.run(test_weighted, env)
+        r.run(test_two_routers_and_sigkill, env, log)
+    finally:
+        env.close()
+        if r.failed and os.path.exists(log):
+            print("---- router log (tail) ----")
+            print("".join(open(log, errors="replace").readlines()[-60:]))
+    r.done()
+
+
+if __name__ == "__main__":
+    main()
