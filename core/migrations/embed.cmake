@@ -1,0 +1,33 @@
+# Writes OUT: a C array of {version, name, file name, SHA-256, SQL text} for every migration in
+# DIR, in version order. File names are NNNN_name.sql (four digits, then [a-z0-9_]); versions must
+# run 1, 2, 3, ... with no gap or duplicate, so "at least version N" means "has 1..N".
+file(GLOB FILES ${DIR}/*.sql)
+list(SORT FILES)
+set(body "/* Generated from core/migrations by core/migrations/embed.cmake. Do not edit. */\n#include \"sy_db.h\"\n\nconst sy_db_migration_t sy_db_migrations[] = {\n")
+set(expected 1)
+foreach(f ${FILES})
+  get_filename_component(fname ${f} NAME)
+  string(REGEX MATCH "^([0-9][0-9][0-9][0-9])_([a-z0-9_]+)\\.sql$" m ${fname})
+  if(NOT m)
+    message(FATAL_ERROR "migration file ${fname} is not named NNNN_name.sql")
+  endif()
+  math(EXPR version "${CMAKE_MATCH_1}")  # drops leading zeros
+  set(name ${CMAKE_MATCH_2})
+  if(NOT version EQUAL expected)
+    message(FATAL_ERROR "migration ${fname}: expected version ${expected} (versions run 1, 2, 3, ... without gaps)")
+  endif()
+  math(EXPR expected "${expected}+1")
+  file(SHA256 ${f} sum)
+  file(READ ${f} hex HEX)
+  string(REGEX REPLACE "([0-9a-f][0-9a-f])" "\\\\x\\1" escaped "${hex}")
+  # split the literal every 400 chars so no line is huge
+  string(REGEX REPLACE "((\\\\x[0-9a-f][0-9a-f]){100})" "\\1\"\n    \"" escaped "${escaped}")
+  string(APPEND body "  {${version}, \"${name}\", \"${fname}\", \"${sum}\",\n    \"${escaped}\"},\n")
+endforeach()
+math(EXPR count "${expected}-1")
+if(count EQUAL 0)
+  message(FATAL_ERROR "no migrations in ${DIR}")
+endif()
+string(APPEND body "};\nconst int sy_db_migration_count = ${count};\n")
+file(WRITE ${OUT}.tmp "${body}")
+file(RENAME ${OUT}.tmp ${OUT})
