@@ -135,6 +135,13 @@ int32_t sy_kafka_partition_for_key(const void *key, size_t keylen, int32_t parti
 sy_err_code_t sy_kafka_ensure_topic(rd_kafka_t *rk, const char *topic, int partitions,
                                     int replication, int timeout_ms, sy_err_t *err)
 {
+    return sy_kafka_ensure_topic_config(rk, topic, partitions, replication, NULL, timeout_ms, err);
+}
+
+sy_err_code_t sy_kafka_ensure_topic_config(rd_kafka_t *rk, const char *topic, int partitions,
+                                           int replication, const char *const *configs,
+                                           int timeout_ms, sy_err_t *err)
+{
     char errstr[512];
     sy_err_code_t rc = SY_OK;
     rd_kafka_NewTopic_t *nt =
@@ -146,6 +153,8 @@ sy_err_code_t sy_kafka_ensure_topic(rd_kafka_t *rk, const char *topic, int parti
         rc = sy_err_set(err, SY_ERR_INVALID_ARG, false, "topic %s: %s", topic, errstr);
         goto out;
     }
+    for (size_t i = 0; configs && configs[i] && configs[i + 1]; i += 2)
+        rd_kafka_NewTopic_set_config(nt, configs[i], configs[i + 1]);
     rd_kafka_AdminOptions_set_request_timeout(ao, timeout_ms, errstr, sizeof(errstr));
     rd_kafka_CreateTopics(rk, &nt, 1, ao, q);
     ev = rd_kafka_queue_poll(q, timeout_ms + 1000);

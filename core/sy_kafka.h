@@ -50,6 +50,11 @@ int32_t sy_kafka_partition_for_key(const void *key, size_t keylen, int32_t parti
  * default. */
 sy_err_code_t sy_kafka_ensure_topic(rd_kafka_t *rk, const char *topic, int partitions,
                                     int replication, int timeout_ms, sy_err_t *err);
+/* The same with topic configs for a new topic: NULL-terminated name, value, name, value, ...
+ * (e.g. "cleanup.policy", "compact", NULL). An existing topic is left as it is. */
+sy_err_code_t sy_kafka_ensure_topic_config(rd_kafka_t *rk, const char *topic, int partitions,
+                                           int replication, const char *const *configs,
+                                           int timeout_ms, sy_err_t *err);
 
 /* Number of partitions of topic, or -1 with err filled. */
 int sy_kafka_partition_count(rd_kafka_t *rk, const char *topic, int timeout_ms, sy_err_t *err);

@@ -209,8 +209,8 @@ static void *run(void *arg)
     while (!rc->stop) {
         if (!conn) {
             if (sy_db_connect(rc->url, 3, &conn, &err) != SY_OK ||
-                sy_db_check_version(conn, 1, &err) != SY_OK ||
-                sy_db_listen(conn, "switchyard_registry", &err) != SY_OK ||
+                sy_db_check_version(conn, SY_REGISTRY_SCHEMA_VERSION, &err) != SY_OK ||
+                sy_db_listen(conn, SY_REGISTRY_CHANNEL, &err) != SY_OK ||
                 load(rc, conn, &err) != SY_OK) {
                 if (!warned) {
                     long loads = sy_regcache_loads(rc);

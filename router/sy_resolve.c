@@ -26,7 +26,7 @@ static bool eligible(const sy_command_t *cmd, const sy_cluster_t *cl)
         return false;
     for (size_t i = 0; i < cmd->n_cluster_ids; i++)
         if (!strcmp(cmd->cluster_ids[i], cl->id))
-            return sy_registry_spec_has_backend(cmd->spec_json, cl->backend_kind);
+            return sy_registry_command_runs_on(cmd, cl->backend_kind);
     return false;
 }
 

@@ -653,8 +653,9 @@ static sy_err_code_t make_topics(sy_router_t *r, sy_err_t *err)
     if (n > MAX_PARTITIONS)
         return sy_err_set(err, SY_ERR_CONFIG, false, "%s has %d partitions (at most %d)",
                           r->t_requests, n, MAX_PARTITIONS);
-    if (sy_kafka_ensure_topic(r->producer, r->t_seen, n, r->replication, r->timeout_ms, err) !=
-        SY_OK)
+    static const char *const compacted[] = {"cleanup.policy", "compact", NULL};
+    if (sy_kafka_ensure_topic_config(r->producer, r->t_seen, n, r->replication, compacted,
+                                     r->timeout_ms, err) != SY_OK)
         return err->code;
     int m = sy_kafka_partition_count(r->producer, r->t_seen, r->timeout_ms, err);
     if (m < 0)

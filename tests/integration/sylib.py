@@ -105,11 +105,15 @@ class Env:
         r = self.cli("decode", input=data)
         return json.loads(r.stdout)
 
-    def produce(self, topic, key, value, headers=None):
-        p = Producer({"bootstrap.servers": BOOTSTRAP, "partitioner": "murmur2_random",
-                      "enable.idempotence": True})
-        p.produce(topic, key=key, value=value, headers=headers)
-        assert p.flush(15) == 0, "produce did not complete"
+    def produce(self, topic, key, value, headers=None, flush=True):
+        """Produces one record with the murmur2 partitioner (as switchyard submit does)."""
+        if not hasattr(self, "_producer"):
+            self._producer = Producer({"bootstrap.servers": BOOTSTRAP,
+                                       "partitioner": "murmur2_random",
+                                       "enable.idempotence": True})
+        self._producer.produce(topic, key=key, value=value, headers=headers)
+        if flush:
+            assert self._producer.flush(15) == 0, "produce did not complete"
 
     def consume_all(self, topic, expect=None, timeout=30.0, isolation="read_committed"):
         """Reads every message of topic (all partitions, from the start), until expect(messages)

@@ -35,13 +35,16 @@ static char *links_old[] = {"cl-000000000003"};
 
 static sy_command_t commands[] = {
     {.id = "cmd-000000000001", .name = "spark35", .status = "ACTIVE", .tags = cmd_tags,
-     .n_tags = 2, .spec_json = "{\"local\":{\"argv\":[\"/bin/true\"]}}", .cluster_ids = links_all,
+     .n_tags = 2, .spec_json = "{\"local\":{\"argv\":[\"/bin/true\"]}}", .backends = SY_BACKEND_LOCAL,
+     .cluster_ids = links_all,
      .n_cluster_ids = 5},
     {.id = "cmd-000000000002", .name = "spark33", .status = "ACTIVE", .tags = cmd_tags_old,
-     .n_tags = 2, .spec_json = "{\"local\":{\"argv\":[\"/bin/true\"]}}", .cluster_ids = links_old,
+     .n_tags = 2, .spec_json = "{\"local\":{\"argv\":[\"/bin/true\"]}}", .backends = SY_BACKEND_LOCAL,
+     .cluster_ids = links_old,
      .n_cluster_ids = 1},
     {.id = "cmd-000000000003", .name = "hive", .status = "INACTIVE", .tags = inactive_tags,
-     .n_tags = 1, .spec_json = "{\"local\":{\"argv\":[\"/bin/true\"]}}", .cluster_ids = links_all,
+     .n_tags = 1, .spec_json = "{\"local\":{\"argv\":[\"/bin/true\"]}}", .backends = SY_BACKEND_LOCAL,
+     .cluster_ids = links_all,
      .n_cluster_ids = 5},
 };
 
