@@ -162,7 +162,7 @@ static sy_err_code_t refresh_active(sy_regcache_t *rc, PGconn *conn, sy_err_t *e
         sy_db_exec(conn,
                    "SELECT cluster_name, count(*) FROM jobs "
                    "WHERE to_regclass('jobs') IS NOT NULL AND state IN "
-                   "('CLAIMED','SUBMITTED','RUNNING') GROUP BY cluster_name",
+                   "('CLAIMED','SUBMITTING','SUBMITTED','RUNNING') GROUP BY cluster_name",
                    0, NULL, &res, err);
     if (code != SY_OK) {
         /* no ledger table yet (42P01): nothing in flight that we can see */

@@ -4,16 +4,29 @@
 #include "sy_app.h"
 #include "sy_log.h"
 #include "sy_signal.h"
+#include "sy_worker.h"
 
 int main(int argc, char **argv)
 {
     sy_config_t *conf = NULL;
+    sy_worker_t *worker = NULL;
+    sy_err_t err = SY_ERR_INIT;
     int next = 0;
     int rc = sy_app_init(argc, argv, &conf, &next);
     if (rc)
         return rc;
+    if (next < argc) {
+        fprintf(stderr, "usage: switchyard-worker [-c FILE] [-X key=value]... [-v|-q]\n");
+        rc = 2;
+        goto out;
+    }
     sy_signal_install();
-    sy_error("worker", "the worker run loop is not implemented yet");
+    if (!(worker = sy_worker_new(conf, &err)) || sy_worker_run(worker, &err) != SY_OK) {
+        sy_error("worker", "%s", err.msg);
+        rc = 1;
+    }
+out:
+    sy_worker_destroy(worker);
     sy_config_destroy(conf);
-    return 1;
+    return rc;
 }
