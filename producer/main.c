@@ -50,6 +50,10 @@ static const struct {
     {"commands", sy_cmd_commands, "registry commands: add, update, list, show, tag, remove, ..."},
     {"link", sy_cmd_link, "link COMMAND CLUSTER: let the cluster run the command"},
     {"unlink", sy_cmd_unlink, "unlink COMMAND CLUSTER"},
+    {"submit", sy_cmd_submit, "submit a job (--wait: follow it to its end, streaming its logs)"},
+    {"status", sy_cmd_status, "status JOB_ID: the job's latest state"},
+    {"logs", sy_cmd_logs, "logs JOB_ID [-f]: the job's output (-f: follow to its end)"},
+    {"kill", sy_cmd_kill, "kill JOB_ID [--reason R]: ask the worker to cancel the job"},
 };
 
 static void usage(FILE *out)
