@@ -183,7 +183,7 @@ def test_two_routers_and_sigkill(env, log):
 def main():
     r = sylib.Runner()
     env = sylib.Env("router")
-    log = os.path.join(os.environ.get("SWITCHYARD_TESTENV_DIR", "/tmp"), f"{env.ns}-router.log")
+    log = os.path.join(os.environ.get("SY_TESTENV_DIR", "/tmp"), f"{env.ns}-router.log")
     try:
         setup_registry(env)
         env.start_router("r1", log=log)
