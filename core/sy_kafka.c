@@ -75,7 +75,10 @@ rd_kafka_t *sy_kafka_new(const sy_config_t *conf, sy_kafka_role_t role,
                      opts->read_committed ? "read_committed" : "read_uncommitted", err) ||
             conf_set(kc, "auto.offset.reset",
                      opts->auto_offset_reset ? opts->auto_offset_reset : "earliest", err) ||
-            conf_set(kc, "enable.partition.eof", opts->partition_eof ? "true" : "false", err))
+            conf_set(kc, "enable.partition.eof", opts->partition_eof ? "true" : "false", err) ||
+            /* regex subscriptions (the worker's ^<ns>\.cluster\..*) see new cluster topics
+             * within seconds, not librdkafka's default 5 minutes */
+            conf_set(kc, "topic.metadata.refresh.interval.ms", "5000", err))
             goto fail;
         if (opts->rebalance_cb)
             rd_kafka_conf_set_rebalance_cb(kc, opts->rebalance_cb);
