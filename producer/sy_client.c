@@ -31,7 +31,8 @@ struct sy_client {
     char follow_group[256];
     pthread_mutex_t lock; /* guards req, ctl and every pending_t's sync fields */
     bool lock_made;
-    avro_value_t req, ctl; /* reused for every request / control record */
+    avro_value_t req, ctl;       /* reused for every request / control record */
+    long long last_submitted_at; /* submitted_at values are strictly increasing per client */
     bool req_made, ctl_made;
 };
 
@@ -212,9 +213,16 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
         free(p);
 }
 
+static int user_sets_linger(const char *prop, const char *value, void *opaque)
+{
+    return !strcmp(prop, "linger.ms") || !strcmp(prop, "queue.buffering.max.ms");
+}
+
 /* The producer: made by sy_kafka_new (the one place client settings are decided), whose final
  * configuration is then copied with our delivery-report callback added — sy_kafka_opts has no
- * hook for one. */
+ * hook for one. Unless kafka.linger.ms is set, linger.ms is 0: a client mostly sends one request
+ * and waits for it (6 ms per synchronous submit with librdkafka's default of 5 ms, under 1 ms
+ * without), and librdkafka still batches whatever queues up while a request is in flight. */
 static rd_kafka_t *make_producer(sy_client_t *c, sy_err_t *err)
 {
     rd_kafka_t *tmp = NULL, *rk = NULL;
@@ -226,6 +234,11 @@ static rd_kafka_t *make_producer(sy_client_t *c, sy_err_t *err)
     kc = rd_kafka_conf_dup(rd_kafka_conf(tmp));
     rd_kafka_conf_set_dr_msg_cb(kc, dr_cb);
     rd_kafka_conf_set_opaque(kc, c);
+    if (!sy_config_kafka_foreach(c->conf, user_sets_linger, NULL) &&
+        rd_kafka_conf_set(kc, "linger.ms", "0", errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK) {
+        sy_err_set(err, SY_ERR_CONFIG, false, "linger.ms: %s", errstr);
+        goto out;
+    }
     if (!(rk = rd_kafka_new(RD_KAFKA_PRODUCER, kc, errstr, sizeof(errstr)))) {
         sy_err_set(err, SY_ERR_KAFKA, false, "cannot create Kafka producer: %s", errstr);
         goto out;
@@ -359,6 +372,8 @@ static sy_err_code_t wait_ack(sy_client_t *c, pending_t *p, const char *topic,
 {
     long long until = sy_client_mono_ms() + c->timeout_ms;
     sy_err_code_t rc = SY_OK;
+    char job_id[SY_CLIENT_JOB_ID_MAX + 1]; /* p may be gone once abandoned */
+    snprintf(job_id, sizeof(job_id), "%s", p->receipt.job_id);
     for (;;) {
         pthread_mutex_lock(&c->lock);
         bool done = p->done;
@@ -378,7 +393,7 @@ static sy_err_code_t wait_ack(sy_client_t *c, pending_t *p, const char *topic,
             return rc;
         }
         if (abandoned) /* the report frees p when (if) it comes */
-            return explain_timeout(c, topic, p->receipt.job_id, err);
+            return explain_timeout(c, topic, job_id, err);
         long long left = until - sy_client_mono_ms();
         rd_kafka_poll(c->producer, left < 0 ? 0 : left > POLL_MS ? POLL_MS : (int)left);
     }
@@ -452,7 +467,13 @@ static sy_err_code_t submit_queue(sy_client_t *c, const sy_client_job_t *job, bo
         snprintf(p->receipt.job_id, sizeof(p->receipt.job_id), "%s", job->job_id);
     else
         sy_client_job_id_generate(p->receipt.job_id, sizeof(p->receipt.job_id));
-    p->receipt.submitted_at = sy_client_now_ms();
+    /* distinct per submission, even two in one millisecond: a follower tells the router's
+     * answers to them apart by it */
+    pthread_mutex_lock(&c->lock);
+    long long now = sy_client_now_ms();
+    p->receipt.submitted_at = c->last_submitted_at =
+        now > c->last_submitted_at ? now : c->last_submitted_at + 1;
+    pthread_mutex_unlock(&c->lock);
     if (receipt)
         *receipt = p->receipt;
     if ((rc = sy_client_job_check(job, err)) != SY_OK)

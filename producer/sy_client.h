@@ -88,7 +88,8 @@ typedef struct sy_client_job {
 /* What a submission produced. */
 typedef struct sy_client_receipt {
     char job_id[SY_CLIENT_JOB_ID_MAX + 1];
-    long long submitted_at; /* the request's submitted_at, epoch milliseconds */
+    long long submitted_at; /* the request's submitted_at, epoch milliseconds; strictly
+                             * increasing per client, so it identifies this submission */
     int32_t partition;      /* where the request landed in <ns>.requests (-1 until acked) */
     int64_t offset;         /* (-1 until acked) */
 } sy_client_receipt_t;

@@ -17,13 +17,14 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -128,18 +129,36 @@ static inline char *itc_db_url(const char *url, const char *db)
     return out;
 }
 
+/* Runs path with argv as a child whose stdout and stderr go to the files out and err (appended
+ * when append), and that dies with the test (PR_SET_PDEATHSIG) even if the test is killed
+ * before it cleans up. Only async-signal-safe calls between fork and exec. 0 on failure. */
+static inline pid_t itc_fork_exec(const char *path, char *const argv[], const char *out,
+                                  const char *err, bool append)
+{
+    int flags = O_WRONLY | O_CREAT | (append ? O_APPEND : O_TRUNC);
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0)
+        return 0;
+    if (pid == 0) {
+        int o = open(out, flags, 0644), e = strcmp(out, err) ? open(err, flags, 0644) : o;
+        if (o < 0 || e < 0 || dup2(o, 1) < 0 || dup2(e, 2) < 0)
+            _exit(127);
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(0);
+        execve(path, argv, environ);
+        _exit(127);
+    }
+    return pid;
+}
+
 static inline bool itc_spawn_router(itc_env_t *e)
 {
     char path[PATH_MAX + 32];
     snprintf(path, sizeof(path), "%s/switchyard-router", e->bin);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 1, e->router_log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-    posix_spawn_file_actions_adddup2(&fa, 1, 2);
     char *argv[] = {path, NULL};
-    int rc = posix_spawn(&e->router, path, &fa, NULL, argv, environ);
-    posix_spawn_file_actions_destroy(&fa);
-    return rc == 0;
+    return (e->router = itc_fork_exec(path, argv, e->router_log, e->router_log, true)) > 0;
 }
 
 /* Starts the router and waits until it owns the requests partitions. */
@@ -291,6 +310,13 @@ static inline bool itc_env_up(itc_env_t *e, const char *name)
     return itc_start_router(e);
 }
 
+static inline int itc_rm(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    return remove(path);
+}
+
+/* Stops the router and frees everything; the scratch directory (CLI outputs, router log) is
+ * removed when every check passed and kept for a post-mortem otherwise. */
 static inline void itc_env_down(itc_env_t *e)
 {
     itc_stop_router(e);
@@ -301,7 +327,10 @@ static inline void itc_env_down(itc_env_t *e)
     sy_codec_destroy(e->codec);
     sy_config_destroy(e->conf);
     free(e->db_url);
-    /* e->dir is kept for post-mortems; it is small */
+    if (sy_test_failures == 0 && e->dir[0])
+        nftw(e->dir, itc_rm, 16, FTW_DEPTH | FTW_PHYS);
+    else if (e->dir[0])
+        fprintf(stderr, "outputs kept in %s\n", e->dir);
 }
 
 static inline const char *itc_topic(itc_env_t *e, const char *suffix, char *buf)
@@ -677,14 +706,9 @@ static inline bool itc_spawn(itc_env_t *e, itc_proc_t *p, const char *const *arg
     seq++;
     snprintf(p->out, sizeof(p->out), "%s/cli%03d.out", e->dir, seq);
     snprintf(p->err, sizeof(p->err), "%s/cli%03d.err", e->dir, seq);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 1, p->out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_addopen(&fa, 2, p->err, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     p->code = -1;
-    int rc = posix_spawn(&p->pid, path, &fa, NULL, (char *const *)argv, environ);
-    posix_spawn_file_actions_destroy(&fa);
-    return rc == 0;
+    p->pid = itc_fork_exec(path, (char *const *)argv, p->out, p->err, false);
+    return p->pid > 0;
 }
 
 /* Waits for it to end (killing it after timeout_ms); returns its exit code. */

@@ -26,6 +26,7 @@ pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
+  return 0
 }
 trap cleanup EXIT
 
@@ -65,8 +66,9 @@ wait_for() { # wait_for FILE TEXT SECONDS
   done
   return 1
 }
-expect_code() { # expect_code NAME WANT
-  if [ "$code" -eq "$2" ]; then ok "$1 exits $2"; else bad "$1 exits $code, wanted $2"; show "$1"; fi
+expect_code() { # expect_code RUN-NAME WANT [DESCRIPTION]
+  local what=${3:-$1}
+  if [ "$code" -eq "$2" ]; then ok "$what exits $2"; else bad "$what exits $code, wanted $2"; show "$1"; fi
 }
 
 # ---- set-up: database, registry, router, worker ----
@@ -91,16 +93,20 @@ start_router() { # a router's very first start in a new namespace may exit while
   return 1
 }
 start_router || { echo "router did not start"; cat "$tmp/router.log"; exit 1; }
+# a pattern subscription sees a new cluster topic at the next metadata refresh: make it quick
 SWITCHYARD_WORKER_LOCAL_WORKDIR=$tmp/jobs SWITCHYARD_WORKER_KILL_GRACE_MS=2000 \
-  "$bin/switchyard-worker" >"$tmp/worker.log" 2>&1 &
+  "$bin/switchyard-worker" -X kafka.topic.metadata.refresh.interval.ms=1000 \
+  >"$tmp/worker.log" 2>&1 &
 pids+=($!)
 
 S=(submit --cluster-tags env:test --command-tags type:sh)
+run warmup "${S[@]}" --wait --wait-timeout 180s -- true # the worker joins its group
+expect_code warmup 0 "first job (worker up)"
 
 # ---- outcomes and logs ----
 run ok "${S[@]}" --wait --wait-timeout 120s --job-id e2e-ok -- \
   'for i in 1 2 3 4 5; do echo "line $i"; sleep 0.2; done; echo oops >&2'
-expect_code "SUCCEEDED" 0
+expect_code ok 0 SUCCEEDED
 check "stdout is the job id, then the job's lines in order" \
   diff <(printf 'e2e-ok\nline 1\nline 2\nline 3\nline 4\nline 5\n') "$tmp/ok.out"
 check "stderr stream goes to stderr" grep -qx oops "$tmp/ok.err"
@@ -111,29 +117,29 @@ check "logs before the terminal status" \
   bash -c "grep -n -e '^oops' -e 'e2e-ok SUCCEEDED' '$tmp/ok.err' | head -1 | grep -q oops"
 
 run many "${S[@]}" --wait --wait-timeout 120s -- 'seq 1 50000'
-expect_code "many chunks" 0
+expect_code many 0 "many chunks"
 check "50000 lines in order, none twice" diff <(seq 1 50000) <(tail -n +2 "$tmp/many.out")
 
 run fail "${S[@]}" --wait --wait-timeout 120s -- 'echo before; exit 3'
-expect_code "FAILED" 10
+expect_code fail 10 FAILED
 check "FAILED output" grep -qx before "$tmp/fail.out"
 check "FAILED exit_code" grep -q "FAILED.*exit_code=3" "$tmp/fail.err"
 
 run invalid submit --wait --cluster-tags env:nowhere --command-tags type:sh -- true
-expect_code "INVALID" 12
+expect_code invalid 12 INVALID
 
 run timeout "${S[@]}" --wait --wait-timeout 3s --job-id e2e-timeout -- 'sleep 60'
-expect_code "wait timed out" 13
+expect_code timeout 13 "wait timed out"
 run timeout-kill kill e2e-timeout
 
 # ---- kill, and --kill-on-interrupt ----
 start killed "${S[@]}" --wait --wait-timeout 120s --job-id e2e-kill -- 'echo started; sleep 60'
 check "kill: job running" wait_for "$tmp/killed.err" "e2e-kill RUNNING" 60
 run kill kill e2e-kill --reason "e2e test"
-expect_code "kill" 0
+expect_code kill 0 kill
 wait "$pid"
 code=$?
-expect_code "KILLED" 11
+expect_code killed 11 KILLED
 check "KILLED carries the reason" grep -q "KILLED.*e2e test" "$tmp/killed.err"
 
 start koi "${S[@]}" --wait --kill-on-interrupt --wait-timeout 120s --job-id e2e-koi -- 'sleep 60'
@@ -141,7 +147,7 @@ check "kill-on-interrupt: job running" wait_for "$tmp/koi.err" "e2e-koi RUNNING"
 kill -TERM "$pid"
 wait "$pid"
 code=$?
-expect_code "--kill-on-interrupt on SIGTERM" 11
+expect_code koi 11 "--kill-on-interrupt on SIGTERM"
 run koi-status status e2e-koi
 check "the job was killed" grep -q "KILLED" "$tmp/koi-status.out"
 
@@ -155,23 +161,23 @@ start retry2 "${R[@]}"
 p2=$pid
 wait "$p1"
 code=$?
-expect_code "first try" 0
+expect_code retry1 0 "first try"
 wait "$p2"
 code=$?
-expect_code "retry (re-attached)" 0
+expect_code retry2 0 "retry (re-attached)"
 check "retry saw DUPLICATE" grep -q "this submission; following the run already routed" "$tmp/retry2.err"
 check "both tries show the whole output" diff "$tmp/retry1.out" "$tmp/retry2.out"
 check "the job ran once" test "$(wc -l <"$runs")" -eq 1
 run retry3 "${R[@]}"
-expect_code "retry after the end" 0
+expect_code retry3 0 "retry after the end"
 check "the job still ran once" test "$(wc -l <"$runs")" -eq 1
 
 # ---- status and logs afterwards ----
 run status status e2e-ok
-expect_code "status" 0
+expect_code status 0 status
 check "status SUCCEEDED" grep -q "SUCCEEDED" "$tmp/status.out"
 run logs logs e2e-ok
-expect_code "logs" 0
+expect_code logs 0 logs
 check "logs replayed" diff <(printf 'line 1\nline 2\nline 3\nline 4\nline 5\n') "$tmp/logs.out"
 
 echo "$passed passed, $failed failed"
@@ -179,4 +185,7 @@ if [ "$failed" -ne 0 ]; then
   echo "---- worker log (tail)"; tail -n 40 "$tmp/worker.log"
   echo "---- router log (tail)"; tail -n 20 "$tmp/router.log"
 fi
+cleanup
+pids=()
+if [ "$failed" -eq 0 ]; then rm -rf "$tmp"; else echo "outputs kept in $tmp"; fi
 [ "$failed" -eq 0 ]

@@ -209,6 +209,7 @@ static void test_resubmit_runs_once(void)
     CHECK(sy_client_submit(client, &j, &r1, &err) == SY_OK);
     CHECK(sy_client_submit(client, &j, &r2, &err) == SY_OK);
     CHECK(r1.partition == r2.partition); /* same key, same partition: the router sees both */
+    CHECK(r2.submitted_at > r1.submitted_at); /* tells the two answers apart */
     collected_t c = {0};
     sy_client_follow_opts_t fo = {.submitted_at = r2.submitted_at,
                                   .lookback_ms = 3600000,

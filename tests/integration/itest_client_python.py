@@ -163,6 +163,8 @@ def main():
         env.close()
     if runner.failed and os.path.exists(log):
         print(open(log).read()[-4000:])
+    elif os.path.exists(log):
+        os.remove(log)
     runner.done()
 
 
