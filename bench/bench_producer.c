@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "sy_time.h"
 #include "sy_avro.h"
 #include "sy_client.h"
 #include "sy_config.h"
@@ -68,7 +69,7 @@ static int throughput(sy_client_t *client, const char *run, long n, double *per_
     sy_err_t err = SY_ERR_INIT;
     counts_t c = {0};
     char id[128];
-    long long t0 = sy_client_mono_ms();
+    long long t0 = sy_time_mono_ms();
     for (long i = 0; i < n; i++) {
         snprintf(id, sizeof(id), "bench-%s-tp-%ld", run, i);
         sy_client_job_t j = bench_job(id);
@@ -85,7 +86,7 @@ static int throughput(sy_client_t *client, const char *run, long n, double *per_
         fprintf(stderr, "bench_producer: %s\n", err.msg);
         return -1;
     }
-    long long ms = sy_client_mono_ms() - t0;
+    long long ms = sy_time_mono_ms() - t0;
     if (c.failed || c.ok != n) {
         fprintf(stderr, "bench_producer: %ld acknowledged, %ld failed of %ld\n", c.ok, c.failed, n);
         return -1;
@@ -98,7 +99,7 @@ static int throughput_sync(sy_client_t *client, const char *run, long n, double 
 {
     sy_err_t err = SY_ERR_INIT;
     char id[128];
-    long long t0 = sy_client_mono_ms();
+    long long t0 = sy_time_mono_ms();
     for (long i = 0; i < n; i++) {
         snprintf(id, sizeof(id), "bench-%s-sync-%ld", run, i);
         sy_client_job_t j = bench_job(id);
@@ -108,7 +109,7 @@ static int throughput_sync(sy_client_t *client, const char *run, long n, double 
             return -1;
         }
     }
-    long long ms = sy_client_mono_ms() - t0;
+    long long ms = sy_time_mono_ms() - t0;
     *per_s = (double)n * 1000.0 / (double)(ms > 0 ? ms : 1);
     return 0;
 }
@@ -232,8 +233,8 @@ static int latency(sy_client_t *client, const sy_config_t *conf, const char *run
     double t0 = mono_us(), step = 1e6 / (double)(rate > 0 ? rate : 1);
     for (long i = 0; i < n; i++) {
         if (i == WARMUP) { /* first connections, schema ids, cluster topic: not measured */
-            long long until = sy_client_mono_ms() + 30000;
-            for (long got = 0; got < WARMUP && sy_client_mono_ms() < until; usleep(10000)) {
+            long long until = sy_time_mono_ms() + 30000;
+            for (long got = 0; got < WARMUP && sy_time_mono_ms() < until; usleep(10000)) {
                 pthread_mutex_lock(&w.lock);
                 got = w.resolved;
                 pthread_mutex_unlock(&w.lock);
@@ -255,8 +256,8 @@ static int latency(sy_client_t *client, const sy_config_t *conf, const char *run
         sy_client_poll(client, 0);
     }
     sy_client_flush(client, 30000, &err);
-    long long until = sy_client_mono_ms() + 60000;
-    for (long got = 0; got < n && sy_client_mono_ms() < until;) {
+    long long until = sy_time_mono_ms() + 60000;
+    for (long got = 0; got < n && sy_time_mono_ms() < until;) {
         pthread_mutex_lock(&w.lock);
         got = w.resolved;
         pthread_mutex_unlock(&w.lock);

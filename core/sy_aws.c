@@ -1,4 +1,5 @@
 /* sy_aws: the AWS client — signed calls over libcurl, endpoints, retries, counters, parsers. */
+#include "sy_time.h"
 #include "sy_aws.h"
 #include "sy_awscred.h"
 #include "sy_http.h"
@@ -735,13 +736,6 @@ static sy_aws_op_stats_t *stats_for(sy_aws_t *aws, const char *svc, const char *
     return &aws->stats[i];
 }
 
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void sleep_ms(long ms)
 {
     struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
@@ -894,7 +888,7 @@ static sy_err_code_t perform(sy_aws_t *aws, const call_t *c, sy_http_response_t 
                              sy_err_t *err)
 {
     sy_aws_op_stats_t *st = stats_for(aws, c->svc->name, c->op);
-    long long start = now_ms();
+    long long start = sy_time_mono_ms();
     char sigv4[160];
     snprintf(sigv4, sizeof(sigv4), "aws:amz:%s:%s", c->svc->global ? "us-east-1" : aws->region,
              c->svc->signing_name);
@@ -906,13 +900,13 @@ static sy_err_code_t perform(sy_aws_t *aws, const call_t *c, sy_http_response_t 
     for (int n = 1;; n++) {
         sy_err_t aerr = SY_ERR_INIT;
         bool retry;
-        long long left = aws->budget_ms - (now_ms() - start);
+        long long left = aws->budget_ms - (sy_time_mono_ms() - start);
         long timeout = left < aws->timeout_ms ? (long)(left > 1 ? left : 1) : aws->timeout_ms;
         if ((rc = attempt(aws, c, sigv4, timeout, &refreshed, st, resp, &retry, &aerr)) == SY_OK)
             break;
         long delay = sy_aws_backoff_ms(n, aws->base_ms, aws->cap_ms,
                                        rand_r(&aws->seed) / ((double)RAND_MAX + 1.0));
-        if (retry && n < aws->max_attempts && now_ms() - start + delay < aws->budget_ms) {
+        if (retry && n < aws->max_attempts && sy_time_mono_ms() - start + delay < aws->budget_ms) {
             sy_warn(LOG, "%s %s: %s; retry %d/%d in %ld ms", c->svc->name, c->op, aerr.msg, n,
                     aws->max_attempts - 1, delay);
             st->retries++;
@@ -925,9 +919,9 @@ static sy_err_code_t perform(sy_aws_t *aws, const call_t *c, sy_http_response_t 
         st->failures++;
         break;
     }
-    st->total_ms += (unsigned long long)(now_ms() - start);
+    st->total_ms += (unsigned long long)(sy_time_mono_ms() - start);
     sy_debug(LOG, "%s %s %s -> %ld in %lld ms", c->svc->name, c->op, c->method, resp->status,
-             now_ms() - start);
+             sy_time_mono_ms() - start);
     return rc;
 }
 

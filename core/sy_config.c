@@ -167,8 +167,7 @@ static int find_key(const char *key)
 
 static bool parse_bool(const char *s, bool *out)
 {
-    if (!strcasecmp(s, "true") || !strcmp(s, "1") || !strcasecmp(s, "yes") ||
-        !strcasecmp(s, "on"))
+    if (!strcasecmp(s, "true") || !strcmp(s, "1") || !strcasecmp(s, "yes") || !strcasecmp(s, "on"))
         *out = true;
     else if (!strcasecmp(s, "false") || !strcmp(s, "0") || !strcasecmp(s, "no") ||
              !strcasecmp(s, "off"))
@@ -262,8 +261,8 @@ sy_err_code_t sy_config_set(sy_config_t *conf, const char *key, const char *valu
     if (i < 0)
         return sy_err_set(err, SY_ERR_CONFIG, false, "unknown config key \"%s\"", key);
     if (!validate(&config_table[i], value))
-        return sy_err_set(err, SY_ERR_CONFIG, false, "config key \"%s\": invalid value \"%s\"",
-                          key, config_table[i].secret ? "***" : value);
+        return sy_err_set(err, SY_ERR_CONFIG, false, "config key \"%s\": invalid value \"%s\"", key,
+                          config_table[i].secret ? "***" : value);
     if (!strcmp(key, "log.level") && sy_log_level_parse(value) < 0)
         return sy_err_set(err, SY_ERR_CONFIG, false,
                           "config key \"log.level\": \"%s\" is not error, warn, info or debug",

@@ -1,5 +1,6 @@
 /* sy_db: PostgreSQL access shared by every binary — connect, parameterized statements,
  * transactions, versioned migrations, and LISTEN/NOTIFY. */
+#include "sy_time.h"
 #include "sy_db.h"
 
 #include <ctype.h>
@@ -459,17 +460,10 @@ sy_err_code_t sy_db_notify(PGconn *conn, const char *channel, const char *payloa
     return sy_db_exec(conn, "SELECT pg_notify($1, $2)", 2, params, NULL, err);
 }
 
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 sy_err_code_t sy_db_wait_notification(PGconn *conn, int timeout_ms, PGnotify **out, sy_err_t *err)
 {
     sy_err_code_t rc = SY_OK;
-    long long deadline = timeout_ms >= 0 ? now_ms() + timeout_ms : 0;
+    long long deadline = timeout_ms >= 0 ? sy_time_mono_ms() + timeout_ms : 0;
     *out = NULL;
     for (;;) {
         /* Read whatever already arrived, then look at libpq's queue. */
@@ -485,7 +479,7 @@ sy_err_code_t sy_db_wait_notification(PGconn *conn, int timeout_ms, PGnotify **o
             goto out;
         int wait = -1;
         if (timeout_ms >= 0) {
-            long long left = deadline - now_ms();
+            long long left = deadline - sy_time_mono_ms();
             if (left <= 0) {
                 rc = sy_err_set(err, SY_ERR_TIMEOUT, true, "no notification within %d ms",
                                 timeout_ms);

@@ -29,7 +29,8 @@ void sy_err_prefix(sy_err_t *err, const char *fmt, ...)
     va_end(ap);
     memcpy(old, err->msg, sizeof(old));
     int n = snprintf(err->msg, sizeof(err->msg), "%.255s: ", prefix);
-    snprintf(err->msg + n, sizeof(err->msg) - (size_t)n, "%.*s", (int)(sizeof(err->msg) - (size_t)n - 1), old);
+    snprintf(err->msg + n, sizeof(err->msg) - (size_t)n, "%.*s",
+             (int)(sizeof(err->msg) - (size_t)n - 1), old);
 }
 
 void sy_err_clear(sy_err_t *err)
@@ -44,27 +45,48 @@ void sy_err_clear(sy_err_t *err)
 const char *sy_err_code_name(sy_err_code_t code)
 {
     switch (code) {
-    case SY_OK: return "ok";
-    case SY_ERR_INVALID_ARG: return "invalid_argument";
-    case SY_ERR_CONFIG: return "config";
-    case SY_ERR_IO: return "io";
-    case SY_ERR_NOMEM: return "out_of_memory";
-    case SY_ERR_TRUNCATED: return "truncated";
-    case SY_ERR_BAD_MAGIC: return "bad_magic";
-    case SY_ERR_UNKNOWN_SCHEMA: return "unknown_schema";
-    case SY_ERR_WRONG_TYPE: return "wrong_type";
-    case SY_ERR_TOO_LARGE: return "too_large";
-    case SY_ERR_SCHEMA: return "schema";
-    case SY_ERR_JSON: return "json";
-    case SY_ERR_REGISTRY: return "registry";
-    case SY_ERR_KAFKA: return "kafka";
-    case SY_ERR_DATABASE: return "database";
-    case SY_ERR_HTTP: return "http";
-    case SY_ERR_AWS: return "aws";
-    case SY_ERR_TIMEOUT: return "timeout";
-    case SY_ERR_NOT_FOUND: return "not_found";
-    case SY_ERR_CONFLICT: return "conflict";
-    case SY_ERR_INTERNAL: return "internal";
+    case SY_OK:
+        return "ok";
+    case SY_ERR_INVALID_ARG:
+        return "invalid_argument";
+    case SY_ERR_CONFIG:
+        return "config";
+    case SY_ERR_IO:
+        return "io";
+    case SY_ERR_NOMEM:
+        return "out_of_memory";
+    case SY_ERR_TRUNCATED:
+        return "truncated";
+    case SY_ERR_BAD_MAGIC:
+        return "bad_magic";
+    case SY_ERR_UNKNOWN_SCHEMA:
+        return "unknown_schema";
+    case SY_ERR_WRONG_TYPE:
+        return "wrong_type";
+    case SY_ERR_TOO_LARGE:
+        return "too_large";
+    case SY_ERR_SCHEMA:
+        return "schema";
+    case SY_ERR_JSON:
+        return "json";
+    case SY_ERR_REGISTRY:
+        return "registry";
+    case SY_ERR_KAFKA:
+        return "kafka";
+    case SY_ERR_DATABASE:
+        return "database";
+    case SY_ERR_HTTP:
+        return "http";
+    case SY_ERR_AWS:
+        return "aws";
+    case SY_ERR_TIMEOUT:
+        return "timeout";
+    case SY_ERR_NOT_FOUND:
+        return "not_found";
+    case SY_ERR_CONFLICT:
+        return "conflict";
+    case SY_ERR_INTERNAL:
+        return "internal";
     }
     return "unknown";
 }

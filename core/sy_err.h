@@ -7,18 +7,18 @@
 /* Error codes. Each names one class of failure a caller may act on differently. */
 typedef enum sy_err_code {
     SY_OK = 0,
-    SY_ERR_INVALID_ARG,  /* bad input from a user or a message: not retriable */
-    SY_ERR_CONFIG,       /* unknown key, bad value */
-    SY_ERR_IO,           /* file or socket */
+    SY_ERR_INVALID_ARG, /* bad input from a user or a message: not retriable */
+    SY_ERR_CONFIG,      /* unknown key, bad value */
+    SY_ERR_IO,          /* file or socket */
     SY_ERR_NOMEM,
-    SY_ERR_TRUNCATED,    /* record shorter than its schema needs */
-    SY_ERR_BAD_MAGIC,    /* framing byte(s) neither Confluent nor single-object */
+    SY_ERR_TRUNCATED,      /* record shorter than its schema needs */
+    SY_ERR_BAD_MAGIC,      /* framing byte(s) neither Confluent nor single-object */
     SY_ERR_UNKNOWN_SCHEMA, /* schema id or fingerprint we cannot resolve */
-    SY_ERR_WRONG_TYPE,   /* a schema of another record type than expected */
-    SY_ERR_TOO_LARGE,    /* string, bytes, array or map beyond the configured limit */
-    SY_ERR_SCHEMA,       /* a schema failed to parse or resolve */
-    SY_ERR_JSON,         /* invalid JSON, or JSON that does not fit the schema */
-    SY_ERR_REGISTRY,     /* Schema Registry said no, or answered garbage */
+    SY_ERR_WRONG_TYPE,     /* a schema of another record type than expected */
+    SY_ERR_TOO_LARGE,      /* string, bytes, array or map beyond the configured limit */
+    SY_ERR_SCHEMA,         /* a schema failed to parse or resolve */
+    SY_ERR_JSON,           /* invalid JSON, or JSON that does not fit the schema */
+    SY_ERR_REGISTRY,       /* Schema Registry said no, or answered garbage */
     SY_ERR_KAFKA,
     SY_ERR_DATABASE,
     SY_ERR_HTTP,
@@ -37,7 +37,13 @@ typedef struct sy_err {
     char msg[512];
 } sy_err_t;
 
-#define SY_ERR_INIT {SY_OK, false, {0}}
+#define SY_ERR_INIT                                                                                \
+    {                                                                                              \
+        SY_OK, false,                                                                              \
+        {                                                                                          \
+            0                                                                                      \
+        }                                                                                          \
+    }
 
 /* Fills err (if not NULL) and returns code, so `return sy_err_set(...)` works. */
 sy_err_code_t sy_err_set(sy_err_t *err, sy_err_code_t code, bool retriable, const char *fmt, ...)

@@ -27,8 +27,8 @@ static int passthrough_cb(const char *prop, const char *value, void *opaque)
     return conf_set(ctx->kc, prop, value, ctx->err);
 }
 
-rd_kafka_t *sy_kafka_new(const sy_config_t *conf, sy_kafka_role_t role,
-                         const sy_kafka_opts_t *opts, sy_err_t *err)
+rd_kafka_t *sy_kafka_new(const sy_config_t *conf, sy_kafka_role_t role, const sy_kafka_opts_t *opts,
+                         sy_err_t *err)
 {
     static const sy_kafka_opts_t no_opts = {.read_committed = true};
     if (!opts)
@@ -37,7 +37,8 @@ rd_kafka_t *sy_kafka_new(const sy_config_t *conf, sy_kafka_role_t role,
     rd_kafka_t *rk = NULL;
     char client_id[256];
     snprintf(client_id, sizeof(client_id), "%s%s%s", sy_config_get(conf, "client.id"),
-             opts->client_id_suffix ? "-" : "", opts->client_id_suffix ? opts->client_id_suffix : "");
+             opts->client_id_suffix ? "-" : "",
+             opts->client_id_suffix ? opts->client_id_suffix : "");
     rd_kafka_conf_set_log_cb(kc, sy_log_rdkafka_cb);
     if (conf_set(kc, "bootstrap.servers", sy_config_get(conf, "bootstrap.servers"), err) ||
         conf_set(kc, "client.id", client_id, err))
@@ -83,6 +84,14 @@ rd_kafka_t *sy_kafka_new(const sy_config_t *conf, sy_kafka_role_t role,
         if (opts->rebalance_cb)
             rd_kafka_conf_set_rebalance_cb(kc, opts->rebalance_cb);
         break;
+    }
+    if (type == RD_KAFKA_PRODUCER) {
+        if (opts->dr_msg_cb)
+            rd_kafka_conf_set_dr_msg_cb(kc, opts->dr_msg_cb);
+        if (opts->enabled_events)
+            rd_kafka_conf_set_events(kc, opts->enabled_events);
+        if (opts->linger_ms && conf_set(kc, "linger.ms", opts->linger_ms, err))
+            goto fail;
     }
     if (opts->opaque)
         rd_kafka_conf_set_opaque(kc, opts->opaque);

@@ -18,14 +18,21 @@ typedef enum sy_kafka_role {
 } sy_kafka_role_t;
 
 typedef struct sy_kafka_opts {
-    const char *transactional_id; /* TRANSACTIONAL_PRODUCER */
-    const char *group_id;         /* CONSUMER; NULL = no group (assign() only) */
-    bool read_committed;          /* CONSUMER: isolation.level=read_committed (default true) */
+    const char *transactional_id;  /* TRANSACTIONAL_PRODUCER */
+    const char *group_id;          /* CONSUMER; NULL = no group (assign() only) */
+    bool read_committed;           /* CONSUMER: isolation.level=read_committed (default true) */
     const char *auto_offset_reset; /* CONSUMER: "earliest" (default) or "latest" */
     bool partition_eof;            /* CONSUMER: deliver RD_KAFKA_RESP_ERR__PARTITION_EOF events */
     /* CONSUMER: optional rebalance callback; NULL = librdkafka's default assign/unassign. */
     void (*rebalance_cb)(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *partitions, void *opaque);
+    /* Producers: a delivery-report callback (NULL = none), or instead delivery reports as
+     * events on the main queue (enabled_events, e.g. RD_KAFKA_EVENT_DR | RD_KAFKA_EVENT_ERROR;
+     * 0 = librdkafka's default), and a linger.ms default (NULL = librdkafka's). Like every
+     * setting here, a kafka.* key in the config wins. */
+    void (*dr_msg_cb)(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque);
+    int enabled_events;
+    const char *linger_ms;
     void *opaque;                 /* rd_kafka opaque, passed to callbacks */
     const char *client_id_suffix; /* appended to client.id ("router", "worker", ...) */
 } sy_kafka_opts_t;
@@ -35,8 +42,8 @@ typedef struct sy_kafka_opts {
  * sy_log. A transactional producer has already run init_transactions (within
  * broker.timeout.ms; a broker that cannot be reached gives a retriable SY_ERR_TIMEOUT).
  * Returns NULL and fills err on failure; the caller owns the result (rd_kafka_destroy). */
-rd_kafka_t *sy_kafka_new(const sy_config_t *conf, sy_kafka_role_t role,
-                         const sy_kafka_opts_t *opts, sy_err_t *err);
+rd_kafka_t *sy_kafka_new(const sy_config_t *conf, sy_kafka_role_t role, const sy_kafka_opts_t *opts,
+                         sy_err_t *err);
 
 /* "<ns>.<suffix>" into buf; returns buf. */
 const char *sy_kafka_topic(const sy_config_t *conf, const char *suffix, char *buf, size_t size);

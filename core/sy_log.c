@@ -46,9 +46,9 @@ int sy_log_format_parse(const char *s)
 }
 
 /* Words that mark the value after them (up to the next space, comma, quote or '&') as secret. */
-static const char *secret_markers[] = {"password", "passwd", "secret", "token", "authorization",
-                                       "credential", "access_key", "accesskey", "sasl.username",
-                                       NULL};
+static const char *secret_markers[] = {"password",      "passwd",     "secret",     "token",
+                                       "authorization", "credential", "access_key", "accesskey",
+                                       "sasl.username", NULL};
 
 void sy_log_redact(char *s)
 {
@@ -140,8 +140,8 @@ void sy_log_write(sy_log_level_t level, const char *component, const char *fmt, 
         json_escape(stderr, msg);
         fputs("\"}\n", stderr);
     } else {
-        fprintf(stderr, "%s.%03ldZ %-5s [%s] %s\n", ts, (long)tv.tv_usec / 1000,
-                level_names[level], component, msg);
+        fprintf(stderr, "%s.%03ldZ %-5s [%s] %s\n", ts, (long)tv.tv_usec / 1000, level_names[level],
+                component, msg);
     }
     fflush(stderr);
     pthread_mutex_unlock(&log_lock);
@@ -150,7 +150,7 @@ void sy_log_write(sy_log_level_t level, const char *component, const char *fmt, 
 void sy_log_rdkafka_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
     /* syslog levels: 0-3 error, 4 warning, 5-6 info, 7 debug */
-    sy_log_level_t l = level <= 3 ? SY_LOG_ERROR
+    sy_log_level_t l = level <= 3   ? SY_LOG_ERROR
                        : level == 4 ? SY_LOG_WARN
                        : level <= 6 ? SY_LOG_INFO
                                     : SY_LOG_DEBUG;

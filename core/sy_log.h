@@ -27,14 +27,14 @@ int sy_log_format_parse(const char *s);
 void sy_log_write(sy_log_level_t level, const char *component, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-#define sy_log(level, component, ...)                                                             \
+#define sy_log(level, component, ...)                                                              \
     do {                                                                                           \
         if ((level) <= sy_log_threshold)                                                           \
             sy_log_write((level), (component), __VA_ARGS__);                                       \
     } while (0)
 #define sy_error(component, ...) sy_log(SY_LOG_ERROR, component, __VA_ARGS__)
-#define sy_warn(component, ...) sy_log(SY_LOG_WARN, component, __VA_ARGS__)
-#define sy_info(component, ...) sy_log(SY_LOG_INFO, component, __VA_ARGS__)
+#define sy_warn(component, ...)  sy_log(SY_LOG_WARN, component, __VA_ARGS__)
+#define sy_info(component, ...)  sy_log(SY_LOG_INFO, component, __VA_ARGS__)
 #define sy_debug(component, ...) sy_log(SY_LOG_DEBUG, component, __VA_ARGS__)
 
 /* Redacts secrets in place in a NUL-terminated string (same rules as sy_log_write). */

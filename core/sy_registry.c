@@ -274,6 +274,8 @@ static const struct {
     {"local", local_fields, SY_BACKEND_LOCAL},
 };
 #define N_SPEC_BACKENDS (sizeof(spec_backends) / sizeof(spec_backends[0]))
+_Static_assert(N_SPEC_BACKENDS == sizeof(((sy_command_t *)0)->backend_spec) / sizeof(char *),
+               "one backend_spec slot per backend kind");
 
 static bool spec_string(const char *path, json_t *v, const spec_field_t *f, bool nonempty,
                         sy_err_t *err)
@@ -483,6 +485,8 @@ void sy_registry_snapshot_destroy(sy_registry_snapshot_t *snap)
         free(m->status);
         free_strings(m->tags, m->n_tags);
         free(m->spec_json);
+        for (size_t b = 0; b < 3; b++)
+            free(m->backend_spec[b]);
         free_strings(m->cluster_ids, m->n_cluster_ids);
         free(m->created_at);
         free(m->updated_at);
@@ -625,9 +629,16 @@ sy_err_code_t sy_registry_load(PGconn *conn, sy_registry_snapshot_t **out, sy_er
         m->spec_json = field(res, r, 4, &oom);
         m->created_at = field(res, r, 6, &oom);
         m->updated_at = field(res, r, 7, &oom);
-        for (size_t b = 0; m->spec_json && b < N_SPEC_BACKENDS; b++)
-            if (sy_registry_spec_has_backend(m->spec_json, spec_backends[b].kind))
-                m->backends |= spec_backends[b].bit;
+        json_t *spec = m->spec_json ? json_loads(m->spec_json, 0, NULL) : NULL;
+        for (size_t b = 0; spec && b < N_SPEC_BACKENDS; b++) {
+            json_t *entry = json_object_get(spec, spec_backends[b].kind);
+            if (!json_is_object(entry))
+                continue;
+            m->backends |= spec_backends[b].bit;
+            if (!(m->backend_spec[b] = json_dumps(entry, JSON_COMPACT)))
+                oom = true;
+        }
+        json_decref(spec);
         rc = string_vector(PQgetvalue(res, r, 3), &m->tags, &m->n_tags, err);
         if (rc == SY_OK)
             rc = string_vector(PQgetisnull(res, r, 5) ? NULL : PQgetvalue(res, r, 5),
@@ -660,6 +671,14 @@ bool sy_registry_command_runs_on(const sy_command_t *cmd, const char *backend_ki
         if (!strcmp(spec_backends[b].kind, backend_kind))
             return (cmd->backends & spec_backends[b].bit) != 0;
     return false;
+}
+
+const char *sy_registry_command_spec(const sy_command_t *cmd, const char *backend_kind)
+{
+    for (size_t b = 0; cmd && backend_kind && b < N_SPEC_BACKENDS; b++)
+        if (!strcmp(spec_backends[b].kind, backend_kind))
+            return cmd->backend_spec[b];
+    return NULL;
 }
 
 const sy_cluster_t *sy_registry_find_cluster(const sy_registry_snapshot_t *snap, const char *ref)

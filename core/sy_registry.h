@@ -54,6 +54,10 @@ typedef struct sy_command {
     size_t n_cluster_ids;
     char *created_at, *updated_at; /* ISO 8601, UTC */
     unsigned backends;             /* SY_BACKEND_* bits: the kinds spec_json has an entry for */
+    /* spec_json's entry for each kind as compact JSON (NULL where absent), indexed emr,
+     * emr-eks, local; filled once by sy_registry_load so routing never parses JSON per
+     * message. Read it with sy_registry_command_spec. */
+    char *backend_spec[3];
 } sy_command_t;
 
 /* Bits of sy_command_t.backends. */
@@ -81,6 +85,9 @@ void sy_registry_snapshot_destroy(sy_registry_snapshot_t *snap);
 /* True if the command can run on a cluster of backend_kind ("emr", "emr-eks", "local"): the same
  * answer as sy_registry_spec_has_backend(cmd->spec_json, kind), without parsing JSON. */
 bool sy_registry_command_runs_on(const sy_command_t *cmd, const char *backend_kind);
+/* The command's spec for backend_kind as compact JSON (what a RoutedJob carries), or NULL when
+ * the spec has no entry for it. Borrowed from the snapshot. */
+const char *sy_registry_command_spec(const sy_command_t *cmd, const char *backend_kind);
 
 /* The cluster / command whose id or name is ref, or NULL. Borrowed from snap. */
 const sy_cluster_t *sy_registry_find_cluster(const sy_registry_snapshot_t *snap, const char *ref);

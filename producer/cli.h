@@ -7,16 +7,16 @@
 /* Exit codes of the switchyard CLI (documented in README "Exit codes"). */
 enum {
     SY_EXIT_OK = 0,
-    SY_EXIT_ERROR = 1,        /* generic failure, message on stderr */
-    SY_EXIT_USAGE = 2,        /* bad arguments or config */
-    SY_EXIT_BAD_INPUT = 3,    /* input that does not decode / encode (encode, decode) */
-    SY_EXIT_NOT_FOUND = 4,    /* the named cluster / command / job does not exist */
-    SY_EXIT_UNAVAILABLE = 5,  /* the database or Kafka broker (or another service) is unreachable */
+    SY_EXIT_ERROR = 1,       /* generic failure, message on stderr */
+    SY_EXIT_USAGE = 2,       /* bad arguments or config */
+    SY_EXIT_BAD_INPUT = 3,   /* input that does not decode / encode (encode, decode) */
+    SY_EXIT_NOT_FOUND = 4,   /* the named cluster / command / job does not exist */
+    SY_EXIT_UNAVAILABLE = 5, /* the database or Kafka broker (or another service) is unreachable */
     SY_EXIT_REGISTRY_UNAVAILABLE = 6, /* the Schema Registry is unreachable */
     /* submit --wait / logs -f: how the job ended (0 = SUCCEEDED) */
     SY_EXIT_JOB_FAILED = 10,
     SY_EXIT_JOB_KILLED = 11,
-    SY_EXIT_JOB_INVALID = 12, /* the router could not route it (bad tags, no matching cluster) */
+    SY_EXIT_JOB_INVALID = 12,  /* the router could not route it (bad tags, no matching cluster) */
     SY_EXIT_WAIT_TIMEOUT = 13, /* --wait-timeout passed before the job ended (it keeps running) */
     SY_EXIT_INTERRUPTED = 128, /* + signal number: 130 Ctrl-C, 143 SIGTERM (job left running) */
 };

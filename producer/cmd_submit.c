@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "sy_time.h"
 #include "cli.h"
 #include "sy_client.h"
 #include "sy_log.h"
@@ -221,10 +222,10 @@ static bool wait_cancelled(void *opaque)
             p->kill_failed = true;
             return true;
         }
-        p->kill_deadline = sy_client_mono_ms() + p->kill_grace_ms;
+        p->kill_deadline = sy_time_mono_ms() + p->kill_grace_ms;
         return false;
     }
-    return sy_client_mono_ms() >= p->kill_deadline;
+    return sy_time_mono_ms() >= p->kill_deadline;
 }
 
 /* Turns a follow's outcome into messages and an exit code. */
@@ -562,7 +563,7 @@ int sy_cmd_submit(sy_config_t *conf, int argc, char **argv)
         .from_ms = chosen ? 0 : r.submitted_at,
         .lookback_ms = a.lookback_ms,
         .submitted_at = r.submitted_at,
-        .deadline_ms = a.wait_timeout_ms ? sy_client_mono_ms() + a.wait_timeout_ms : 0,
+        .deadline_ms = a.wait_timeout_ms ? sy_time_mono_ms() + a.wait_timeout_ms : 0,
         .logs = true,
         .on_status = on_status,
         .on_log = on_log,
@@ -755,7 +756,7 @@ int sy_cmd_logs(sy_config_t *conf, int argc, char **argv)
     p.status_lines = a.follow;
     sy_client_follow_opts_t fo = {
         .lookback_ms = a.lookback_ms,
-        .deadline_ms = a.wait_timeout_ms ? sy_client_mono_ms() + a.wait_timeout_ms : 0,
+        .deadline_ms = a.wait_timeout_ms ? sy_time_mono_ms() + a.wait_timeout_ms : 0,
         .logs = true,
         .until_caught_up = !a.follow,
         .on_status = on_status,

@@ -62,16 +62,17 @@ static void usage(FILE *out)
                  "commands:\n");
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
         fprintf(out, "  %-12s %s\n", commands[i].name, commands[i].summary);
-    fprintf(out, "\nConfiguration: file (-c or $SWITCHYARD_CONFIG) < environment (SWITCHYARD_<KEY>) "
-                 "< -X key=value.\n");
+    fprintf(out,
+            "\nConfiguration: file (-c or $SWITCHYARD_CONFIG) < environment (SWITCHYARD_<KEY>) "
+            "< -X key=value.\n");
 }
 
 int main(int argc, char **argv)
 {
     sy_config_t *conf = NULL;
     int next = 0;
-    if (argc >= 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") ||
-                      !strcmp(argv[1], "help"))) {
+    if (argc >= 2 &&
+        (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help"))) {
         usage(stdout);
         return SY_EXIT_OK;
     }

@@ -1,4 +1,5 @@
 /* sy_client: the Switchyard client library — submit, follow, kill (contracts in sy_client.h). */
+#include "sy_time.h"
 #include "sy_client.h"
 
 #include <ctype.h>
@@ -49,20 +50,6 @@ typedef struct pending {
 
 /* ---- small helpers --------------------------------------------------------------------------- */
 
-long long sy_client_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-long long sy_client_mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 bool sy_client_state_terminal(const char *s)
 {
     return s && (!strcmp(s, "SUCCEEDED") || !strcmp(s, "FAILED") || !strcmp(s, "KILLED") ||
@@ -92,10 +79,10 @@ void sy_client_job_id_generate(char *out, size_t size)
     unsigned char rnd[8];
     if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
         /* no entropy source: time and pid still make a collision very unlikely */
-        long long x = sy_client_mono_ms() ^ ((long long)getpid() << 20) ^ (long long)clock();
+        long long x = sy_time_mono_ms() ^ ((long long)getpid() << 20) ^ (long long)clock();
         memcpy(rnd, &x, sizeof(rnd));
     }
-    long long now = sy_client_now_ms();
+    long long now = sy_time_wall_ms();
     time_t secs = (time_t)(now / 1000);
     struct tm tm;
     gmtime_r(&secs, &tm);
@@ -213,43 +200,15 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
         free(p);
 }
 
-static int user_sets_linger(const char *prop, const char *value, void *opaque)
-{
-    return !strcmp(prop, "linger.ms") || !strcmp(prop, "queue.buffering.max.ms");
-}
-
-/* The producer: made by sy_kafka_new (the one place client settings are decided), whose final
- * configuration is then copied with our delivery-report callback added — sy_kafka_opts has no
- * hook for one. Unless kafka.linger.ms is set, linger.ms is 0: a client mostly sends one request
- * and waits for it (6 ms per synchronous submit with librdkafka's default of 5 ms, under 1 ms
- * without), and librdkafka still batches whatever queues up while a request is in flight. */
+/* The producer: delivery reports to dr_cb; linger.ms 0 unless kafka.linger.ms is set — a client
+ * mostly sends one request and waits for it (6 ms per synchronous submit with librdkafka's
+ * default of 5 ms, under 1 ms without), and librdkafka still batches whatever queues up while a
+ * request is in flight. */
 static rd_kafka_t *make_producer(sy_client_t *c, sy_err_t *err)
 {
-    rd_kafka_t *tmp = NULL, *rk = NULL;
-    rd_kafka_conf_t *kc = NULL;
-    char errstr[512];
-    sy_kafka_opts_t opts = {.client_id_suffix = "client"};
-    if (!(tmp = sy_kafka_new(c->conf, SY_KAFKA_IDEMPOTENT_PRODUCER, &opts, err)))
-        goto out;
-    kc = rd_kafka_conf_dup(rd_kafka_conf(tmp));
-    rd_kafka_conf_set_dr_msg_cb(kc, dr_cb);
-    rd_kafka_conf_set_opaque(kc, c);
-    if (!sy_config_kafka_foreach(c->conf, user_sets_linger, NULL) &&
-        rd_kafka_conf_set(kc, "linger.ms", "0", errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK) {
-        sy_err_set(err, SY_ERR_CONFIG, false, "linger.ms: %s", errstr);
-        goto out;
-    }
-    if (!(rk = rd_kafka_new(RD_KAFKA_PRODUCER, kc, errstr, sizeof(errstr)))) {
-        sy_err_set(err, SY_ERR_KAFKA, false, "cannot create Kafka producer: %s", errstr);
-        goto out;
-    }
-    kc = NULL; /* now owned by rk */
-out:
-    if (kc)
-        rd_kafka_conf_destroy(kc);
-    if (tmp)
-        rd_kafka_destroy(tmp);
-    return rk;
+    sy_kafka_opts_t opts = {
+        .client_id_suffix = "client", .dr_msg_cb = dr_cb, .linger_ms = "0", .opaque = c};
+    return sy_kafka_new(c->conf, SY_KAFKA_IDEMPOTENT_PRODUCER, &opts, err);
 }
 
 sy_client_t *sy_client_new(const sy_config_t *conf, sy_err_t *err)
@@ -297,8 +256,8 @@ void sy_client_destroy(sy_client_t *c)
     if (c->producer) {
         /* what was not acknowledged is given up: its reports (and frees) run here */
         rd_kafka_purge(c->producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
-        long long until = sy_client_mono_ms() + 2000;
-        while (rd_kafka_outq_len(c->producer) > 0 && sy_client_mono_ms() < until)
+        long long until = sy_time_mono_ms() + 2000;
+        while (rd_kafka_outq_len(c->producer) > 0 && sy_time_mono_ms() < until)
             rd_kafka_poll(c->producer, 50);
         rd_kafka_poll(c->producer, 0);
         rd_kafka_destroy(c->producer);
@@ -370,14 +329,14 @@ static sy_err_code_t produce(sy_client_t *c, sy_type_t type, const char *topic, 
 static sy_err_code_t wait_ack(sy_client_t *c, pending_t *p, const char *topic,
                               sy_client_receipt_t *out, sy_err_t *err)
 {
-    long long until = sy_client_mono_ms() + c->timeout_ms;
+    long long until = sy_time_mono_ms() + c->timeout_ms;
     sy_err_code_t rc = SY_OK;
     char job_id[SY_CLIENT_JOB_ID_MAX + 1]; /* p may be gone once abandoned */
     snprintf(job_id, sizeof(job_id), "%s", p->receipt.job_id);
     for (;;) {
         pthread_mutex_lock(&c->lock);
         bool done = p->done;
-        if (!done && sy_client_mono_ms() >= until)
+        if (!done && sy_time_mono_ms() >= until)
             p->abandoned = true;
         bool abandoned = p->abandoned;
         if (out)
@@ -394,7 +353,7 @@ static sy_err_code_t wait_ack(sy_client_t *c, pending_t *p, const char *topic,
         }
         if (abandoned) /* the report frees p when (if) it comes */
             return explain_timeout(c, topic, job_id, err);
-        long long left = until - sy_client_mono_ms();
+        long long left = until - sy_time_mono_ms();
         rd_kafka_poll(c->producer, left < 0 ? 0 : left > POLL_MS ? POLL_MS : (int)left);
     }
 }
@@ -470,7 +429,7 @@ static sy_err_code_t submit_queue(sy_client_t *c, const sy_client_job_t *job, bo
     /* distinct per submission, even two in one millisecond: a follower tells the router's
      * answers to them apart by it */
     pthread_mutex_lock(&c->lock);
-    long long now = sy_client_now_ms();
+    long long now = sy_time_wall_ms();
     p->receipt.submitted_at = c->last_submitted_at =
         now > c->last_submitted_at ? now : c->last_submitted_at + 1;
     pthread_mutex_unlock(&c->lock);
@@ -539,7 +498,7 @@ sy_err_code_t sy_client_kill(sy_client_t *c, const char *job_id, const char *rea
         return sy_err_set(err, SY_ERR_NOMEM, false, "out of memory");
     p->sync = true;
     snprintf(p->receipt.job_id, sizeof(p->receipt.job_id), "%s", job_id);
-    p->receipt.submitted_at = sy_client_now_ms();
+    p->receipt.submitted_at = sy_time_wall_ms();
     pthread_mutex_lock(&c->lock);
     avro_value_t *v = &c->ctl;
     avro_value_reset(v);
@@ -778,10 +737,10 @@ static void iso_time(long long ms, char *buf, size_t size)
 static int32_t job_partition(follower_t *f, const char *topic, sy_err_t *err)
 {
     sy_err_t e = SY_ERR_INIT;
-    long long until = sy_client_mono_ms() + f->c->timeout_ms;
+    long long until = sy_time_mono_ms() + f->c->timeout_ms;
     int n;
     for (;;) {
-        long long left = until - sy_client_mono_ms();
+        long long left = until - sy_time_mono_ms();
         n = sy_kafka_partition_count(f->rk, topic, left > 0 ? (int)left : 1, &e);
         if (n > 0)
             return sy_kafka_partition_for_key(f->job_id, f->id_len, n);
@@ -862,7 +821,7 @@ static void start_drain(follower_t *f)
         return;
     int64_t lo = 0, hi = -1;
     int drain_ms = f->o->log_drain_ms > 0 ? f->o->log_drain_ms : DEFAULT_DRAIN_MS;
-    f->drain_until = sy_client_mono_ms() + drain_ms;
+    f->drain_until = sy_time_mono_ms() + drain_ms;
     if (rd_kafka_query_watermark_offsets(f->rk, f->c->t_logs, f->out->logs_partition, &lo, &hi,
                                          drain_ms) == RD_KAFKA_RESP_ERR_NO_ERROR)
         f->drain_target = hi;
@@ -877,7 +836,7 @@ static bool drain_done(follower_t *f)
     if (!f->logs_assigned || f->drain_target < 0)
         return true;
     int64_t at = f->logs_next > f->logs_eof ? f->logs_next : f->logs_eof;
-    return at >= f->drain_target || sy_client_mono_ms() >= f->drain_until;
+    return at >= f->drain_target || sy_time_mono_ms() >= f->drain_until;
 }
 
 /* Hands one tracked event to on_status. A terminal one is held back (final false) until the
@@ -1128,7 +1087,7 @@ sy_err_code_t sy_client_follow(sy_client_t *c, const char *job_id, const sy_clie
     f.id_len = strlen(job_id);
     long long lookback = o->lookback_ms > 0 ? o->lookback_ms : SY_CLIENT_LOOKBACK_MS;
     f.from_ms =
-        (o->from_ms > 0 ? o->from_ms : sy_client_now_ms() - lookback) - SY_CLIENT_CLOCK_SKEW_MS;
+        (o->from_ms > 0 ? o->from_ms : sy_time_wall_ms() - lookback) - SY_CLIENT_CLOCK_SKEW_MS;
     if (f.from_ms < 0)
         f.from_ms = 0;
     if (!(f.tr = sy_client_tracker_new(o->submitted_at)) || !(f.lp = sy_client_logpos_new())) {
@@ -1157,7 +1116,7 @@ sy_err_code_t sy_client_follow(sy_client_t *c, const char *job_id, const sy_clie
         goto out;
 
     for (;;) {
-        bool deadline = o->deadline_ms > 0 && sy_client_mono_ms() >= o->deadline_ms;
+        bool deadline = o->deadline_ms > 0 && sy_time_mono_ms() >= o->deadline_ms;
         if (f.stopped) {
             out->end = SY_CLIENT_END_STOPPED;
             break;

@@ -20,6 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "sy_time.h"
 #include "sy_codec.h"
 #include "sy_config.h"
 #include "sy_err.h"
@@ -197,7 +198,7 @@ typedef struct sy_client_follow_opts {
      * follower then waits for the router's answer to that very request (ACCEPTED or DUPLICATE
      * carrying this submitted_at) before deciding which run of the job to follow — see below. */
     long long submitted_at;
-    long long deadline_ms; /* CLOCK_MONOTONIC ms (sy_client_mono_ms) to give up at; 0 = none */
+    long long deadline_ms; /* CLOCK_MONOTONIC ms (sy_time_mono_ms) to give up at; 0 = none */
     bool logs;             /* also read <ns>.logs and deliver chunks */
     /* Return once everything written so far is delivered instead of waiting for a terminal
      * status (`status`, `logs` without -f). */
@@ -272,10 +273,6 @@ const char *sy_client_default_user(char *buf, size_t size);
 
 /* SUCCEEDED, FAILED, KILLED, INVALID. */
 bool sy_client_state_terminal(const char *status);
-
-/* Epoch and monotonic clocks in milliseconds. */
-long long sy_client_now_ms(void);
-long long sy_client_mono_ms(void);
 
 /* ---- Which run to follow (exposed for unit tests; the heart of sy_client_follow) ------------- */
 

@@ -1,4 +1,5 @@
 /* sy_regcache: the router's in-memory registry, refreshed by LISTEN/NOTIFY in a thread. */
+#include "sy_time.h"
 #include "sy_regcache.h"
 
 #include <pthread.h>
@@ -41,13 +42,6 @@ struct sy_regcache {
     size_t n_active;
     long loads;
 };
-
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void ref_drop_locked(sy_regcache_t *rc, snap_ref_t *r)
 {
@@ -234,7 +228,7 @@ static void *run(void *arg)
                 sy_info("router", "PostgreSQL reachable again; registry reloaded");
             warned = false;
             backoff_ms = 200;
-            last_load = now_ms();
+            last_load = sy_time_mono_ms();
         }
         int wait = rc->want_active ? rc->active_ms : 1000;
         PGnotify *n = NULL;
@@ -244,21 +238,22 @@ static void *run(void *arg)
             while (sy_db_wait_notification(conn, 0, &n, &err) == SY_OK)
                 PQfreemem(n); /* coalesce a burst of changes into one reload */
             code = load(rc, conn, &err);
-            last_load = now_ms();
+            last_load = sy_time_mono_ms();
         } else if (code == SY_ERR_TIMEOUT) {
             code = SY_OK;
-            if (now_ms() - last_load >= rc->poll_ms) {
+            if (sy_time_mono_ms() - last_load >= rc->poll_ms) {
                 code = load(rc, conn, &err);
-                last_load = now_ms();
+                last_load = sy_time_mono_ms();
             }
         }
-        if (code == SY_OK && rc->want_active && now_ms() - last_active >= rc->active_ms) {
+        if (code == SY_OK && rc->want_active && sy_time_mono_ms() - last_active >= rc->active_ms) {
             code = refresh_active(rc, conn, &err);
-            last_active = now_ms();
+            last_active = sy_time_mono_ms();
         }
         if (code != SY_OK) {
-            sy_warn("router", "registry connection lost (%s); routing continues on the last good "
-                              "registry",
+            sy_warn("router",
+                    "registry connection lost (%s); routing continues on the last good "
+                    "registry",
                     err.msg);
             warned = true;
             sy_db_close(conn);

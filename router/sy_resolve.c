@@ -105,14 +105,14 @@ sy_err_code_t sy_resolve(const sy_registry_snapshot_t *snap, const sy_criterion_
             continue;
         n_candidates++;
         if (cn < sizeof(cmd_names))
-            cn += (size_t)snprintf(cmd_names + cn, sizeof(cmd_names) - cn, "%s%s",
-                                   cn ? "," : "", cmd->name);
+            cn += (size_t)snprintf(cmd_names + cn, sizeof(cmd_names) - cn, "%s%s", cn ? "," : "",
+                                   cmd->name);
         for (size_t i = 0; i < n_crit && i <= best_idx; i++) {
             bool found = false;
             for (size_t k = 0; k < snap->n_clusters && !found; k++) {
                 const sy_cluster_t *cl = &snap->clusters[k];
-                found = eligible(cmd, cl) &&
-                        matches(cl->id, cl->name, cl->tags, cl->n_tags, &crit[i]);
+                found =
+                    eligible(cmd, cl) && matches(cl->id, cl->name, cl->tags, cl->n_tags, &crit[i]);
             }
             if (found) {
                 if (i < best_idx || (i == best_idx && strcmp(cmd->name, best_cmd->name) < 0)) {
@@ -181,10 +181,10 @@ sy_err_code_t sy_resolve(const sy_registry_snapshot_t *snap, const sy_criterion_
                                 "criterion #%zu %s matched %zu cluster(s) [", best_idx + 1,
                                 sy_criterion_format(&crit[best_idx], buf, sizeof(buf)), n);
     for (size_t i = 0; i < n && r < sizeof(out->rationale); i++)
-        r += (size_t)snprintf(out->rationale + r, sizeof(out->rationale) - r, "%s%s",
-                              i ? "," : "", cand[i]->name);
+        r += (size_t)snprintf(out->rationale + r, sizeof(out->rationale) - r, "%s%s", i ? "," : "",
+                              cand[i]->name);
     if (r < sizeof(out->rationale))
-        snprintf(out->rationale + r, sizeof(out->rationale) - r,
-                 "] for command %s; chose %s by %s", best_cmd->name, cand[chosen]->name, how);
+        snprintf(out->rationale + r, sizeof(out->rationale) - r, "] for command %s; chose %s by %s",
+                 best_cmd->name, cand[chosen]->name, how);
     return SY_OK;
 }

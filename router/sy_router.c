@@ -1,4 +1,5 @@
 /* sy_router: the router's consume-transform-produce loop (exactly once, per batch). */
+#include "sy_time.h"
 #include "sy_router.h"
 
 #include <ctype.h>
@@ -18,10 +19,10 @@
 #include "sy_seen.h"
 #include "sy_signal.h"
 
-#define MAX_PARTITIONS 1024
-#define MAX_CRITERIA 16
+#define MAX_PARTITIONS     1024
+#define MAX_CRITERIA       16
 #define MAX_CRITERION_TAGS 32
-#define JOB_ID_MAX 128
+#define JOB_ID_MAX         128
 
 struct sy_router {
     const sy_config_t *conf;
@@ -41,20 +42,6 @@ struct sy_router {
     bool values_made;
     long n_routed, n_invalid, n_duplicate, n_deadletter, n_batches, n_aborts;
 };
-
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static long long mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* ---- the seen-set changelog ------------------------------------------------------------- */
 
@@ -78,9 +65,9 @@ static sy_err_code_t restore_seen(sy_router_t *r, int32_t partition, sy_err_t *e
                         rd_kafka_err2str(e));
         goto out;
     }
-    long long deadline = mono_ms() + 120000;
+    long long deadline = sy_time_mono_ms() + 120000;
     for (;;) {
-        if (mono_ms() > deadline || sy_signal_stop_requested()) {
+        if (sy_time_mono_ms() > deadline || sy_signal_stop_requested()) {
             rc = sy_err_set(err, SY_ERR_TIMEOUT, true, "restoring %s[%d] did not reach the end",
                             r->t_seen, partition);
             break;
@@ -153,10 +140,10 @@ static sy_err_code_t produce(sy_router_t *r, const char *topic, int32_t partitio
 {
     rd_kafka_resp_err_t e;
     if (hdrs)
-        e = rd_kafka_producev(r->producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
-                              RD_KAFKA_V_KEY(key, key ? strlen(key) : 0),
-                              RD_KAFKA_V_VALUE((void *)val, len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                              RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
+        e = rd_kafka_producev(
+            r->producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
+            RD_KAFKA_V_KEY(key, key ? strlen(key) : 0), RD_KAFKA_V_VALUE((void *)val, len),
+            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
     else
         e = rd_kafka_producev(r->producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
                               RD_KAFKA_V_KEY(key, key ? strlen(key) : 0),
@@ -193,7 +180,7 @@ static sy_err_code_t emit_status(sy_router_t *r, const char *job_id, const char 
         sy_avro_set_enum(s, "status", state) || sy_avro_set_string(s, "cluster", cluster) ||
         sy_avro_set_string(s, "command", command) || sy_avro_set_string(s, "backend_id", NULL) ||
         sy_avro_set_string(s, "message", message) || sy_avro_set_int(s, "attempt", 1) ||
-        sy_avro_set_long(s, "emitted_at", now_ms()) ||
+        sy_avro_set_long(s, "emitted_at", sy_time_wall_ms()) ||
         (submitted_at > 0 ? sy_avro_set_long(s, "submitted_at", submitted_at)
                           : sy_avro_set_null(s, "submitted_at")) ||
         sy_avro_set_null(s, "exit_code") || sy_avro_set_string(s, "failure_reason", NULL) ||
@@ -302,7 +289,8 @@ static bool env_name_valid(const char *k)
     return true;
 }
 
-/* ---- one request ------------------------------------------------------------------------------ */
+/* ---- one request ------------------------------------------------------------------------------
+ */
 
 /* Makes sure <ns>.cluster.<name> exists (cached after the first success). */
 static sy_err_code_t ensure_cluster_topic(sy_router_t *r, const char *topic, sy_err_t *err)
@@ -316,22 +304,16 @@ static sy_err_code_t ensure_cluster_topic(sy_router_t *r, const char *topic, sy_
     return SY_OK;
 }
 
-static sy_err_code_t build_routed(sy_router_t *r, const char *job_id,
-                                  const sy_resolution_t *res, sy_err_t *err)
+static sy_err_code_t build_routed(sy_router_t *r, const char *job_id, const sy_resolution_t *res,
+                                  sy_err_t *err)
 {
     avro_value_t *v = &r->routed, field;
     avro_value_reset(v);
-    json_error_t jerr;
-    json_t *spec = json_loads(res->command->spec_json, 0, &jerr);
-    json_t *backend = spec ? json_object_get(spec, res->cluster->backend_kind) : NULL;
-    char *backend_spec = backend ? json_dumps(backend, JSON_COMPACT) : NULL;
-    json_decref(spec);
-    sy_err_code_t rc = SY_OK;
-    if (!backend_spec) {
-        rc = sy_err_set(err, SY_ERR_INTERNAL, false, "command %s has no spec for %s",
-                        res->command->name, res->cluster->backend_kind);
-        goto out;
-    }
+    /* precomputed at registry load; present, since the resolver checked runs_on */
+    const char *backend_spec = sy_registry_command_spec(res->command, res->cluster->backend_kind);
+    if (!backend_spec)
+        return sy_err_set(err, SY_ERR_INTERNAL, false, "command %s has no spec for %s",
+                          res->command->name, res->cluster->backend_kind);
     if (avro_value_get_by_name(v, "request", &field, NULL) || avro_value_copy(&field, &r->req) ||
         sy_avro_set_string(v, "job_id", job_id) ||
         sy_avro_set_string(v, "cluster_id", res->cluster->id) ||
@@ -344,11 +326,9 @@ static sy_err_code_t build_routed(sy_router_t *r, const char *job_id,
         sy_avro_set_string(v, "command_name", res->command->name) ||
         sy_avro_set_string(v, "command_spec", backend_spec) || sy_avro_set_int(v, "attempt", 1) ||
         sy_avro_set_string(v, "rationale", res->rationale) ||
-        sy_avro_set_long(v, "routed_at", now_ms()))
-        rc = sy_err_set(err, SY_ERR_INTERNAL, false, "building RoutedJob: %s", avro_strerror());
-out:
-    free(backend_spec);
-    return rc;
+        sy_avro_set_long(v, "routed_at", sy_time_wall_ms()))
+        return sy_err_set(err, SY_ERR_INTERNAL, false, "building RoutedJob: %s", avro_strerror());
+    return SY_OK;
 }
 
 /* Validates the decoded request in r->req; on failure fills why (the INVALID reason). */
@@ -410,8 +390,7 @@ static sy_err_code_t route_one(sy_router_t *r, const sy_registry_snapshot_t *sna
                                const rd_kafka_message_t *m, sy_err_t *err)
 {
     sy_err_t why = SY_ERR_INIT;
-    if (sy_codec_decode(r->codec, SY_TYPE_JOB_REQUEST, m->payload, m->len, &r->req, &why) !=
-        SY_OK)
+    if (sy_codec_decode(r->codec, SY_TYPE_JOB_REQUEST, m->payload, m->len, &r->req, &why) != SY_OK)
         return deadletter(r, m, &why, err);
     const char *job_id = sy_avro_get_string(&r->req, "job_id");
     if (!job_id_valid(job_id, &why))
@@ -419,14 +398,14 @@ static sy_err_code_t route_one(sy_router_t *r, const sy_registry_snapshot_t *sna
     int64_t submitted_at = 0;
     sy_avro_get_long_opt(&r->req, "submitted_at", &submitted_at);
 
-    sy_seen_t *seen = m->partition >= 0 && m->partition < MAX_PARTITIONS ? r->seen[m->partition]
-                                                                         : NULL;
+    sy_seen_t *seen =
+        m->partition >= 0 && m->partition < MAX_PARTITIONS ? r->seen[m->partition] : NULL;
     if (seen && sy_seen_contains(seen, job_id, strlen(job_id))) {
         r->n_duplicate++;
         sy_info("router", "job %s: duplicate submission ignored", job_id);
         return emit_status(r, job_id, "DUPLICATE", 0, NULL, NULL,
-                           "duplicate submission of an already routed job id; ignored", submitted_at,
-                           err);
+                           "duplicate submission of an already routed job id; ignored",
+                           submitted_at, err);
     }
 
     sy_criterion_t crit[MAX_CRITERIA], cmd;
@@ -464,7 +443,8 @@ static sy_err_code_t route_one(sy_router_t *r, const sy_registry_snapshot_t *sna
     return SY_OK;
 }
 
-/* ---- the transaction loop --------------------------------------------------------------------- */
+/* ---- the transaction loop ---------------------------------------------------------------------
+ */
 
 /* After an aborted transaction: back to the committed offsets, and the seen sets rebuilt (the
  * aborted batch may have added ids that were never committed). */
@@ -518,8 +498,8 @@ static sy_err_code_t run_batch(sy_router_t *r, rd_kafka_message_t **batch, int n
     for (int i = 0; i < n && !failed; i++) {
         rd_kafka_message_t *m = batch[i];
         failed = route_one(r, snap, m, &perr) != SY_OK;
-        rd_kafka_topic_partition_t *p = rd_kafka_topic_partition_list_find(
-            offsets, rd_kafka_topic_name(m->rkt), m->partition);
+        rd_kafka_topic_partition_t *p =
+            rd_kafka_topic_partition_list_find(offsets, rd_kafka_topic_name(m->rkt), m->partition);
         if (!p)
             p = rd_kafka_topic_partition_list_add(offsets, rd_kafka_topic_name(m->rkt),
                                                   m->partition);
@@ -556,8 +536,8 @@ static sy_err_code_t run_batch(sy_router_t *r, rd_kafka_message_t **batch, int n
     }
     e = rd_kafka_abort_transaction(r->producer, -1);
     if (e) {
-        rc = sy_err_set(err, SY_ERR_KAFKA, false, "abort_transaction: %s",
-                        rd_kafka_error_string(e));
+        rc =
+            sy_err_set(err, SY_ERR_KAFKA, false, "abort_transaction: %s", rd_kafka_error_string(e));
         rd_kafka_error_destroy(e);
         return rc;
     }
@@ -570,7 +550,7 @@ sy_err_code_t sy_router_run(sy_router_t *r, sy_err_t *err)
 {
     rd_kafka_message_t **batch = calloc((size_t)r->batch_max, sizeof(*batch));
     sy_err_code_t rc = SY_OK;
-    long long last_stats = mono_ms();
+    long long last_stats = sy_time_mono_ms();
     if (!batch)
         return sy_err_set(err, SY_ERR_NOMEM, false, "out of memory");
 
@@ -588,10 +568,10 @@ sy_err_code_t sy_router_run(sy_router_t *r, sy_err_t *err)
 
     while (!sy_signal_stop_requested()) {
         int n = 0;
-        long long until = mono_ms() + r->batch_ms;
+        long long until = sy_time_mono_ms() + r->batch_ms;
         r->revoked = false;
         while (n < r->batch_max) {
-            long long left = n ? until - mono_ms() : 200;
+            long long left = n ? until - sy_time_mono_ms() : 200;
             if (left <= 0)
                 break;
             rd_kafka_message_t *m = rd_kafka_consumer_poll(r->consumer, (int)left);
@@ -619,13 +599,13 @@ sy_err_code_t sy_router_run(sy_router_t *r, sy_err_t *err)
             if (rc != SY_OK)
                 goto out;
         }
-        if (mono_ms() - last_stats > 10000) {
+        if (sy_time_mono_ms() - last_stats > 10000) {
             sy_info("router",
                     "stats: routed %ld, invalid %ld, duplicate %ld, dead-lettered %ld, "
                     "transactions %ld, aborted %ld",
                     r->n_routed, r->n_invalid, r->n_duplicate, r->n_deadletter, r->n_batches,
                     r->n_aborts);
-            last_stats = mono_ms();
+            last_stats = sy_time_mono_ms();
         }
     }
     sy_info("router", "stopping: routed %ld, invalid %ld, duplicate %ld, dead-lettered %ld",
@@ -635,7 +615,8 @@ out:
     return rc;
 }
 
-/* ---- setup -------------------------------------------------------------------------------------- */
+/* ---- setup --------------------------------------------------------------------------------------
+ */
 
 /* Partition count of a topic just created: metadata may lag the creation briefly. */
 static int partition_count_retry(sy_router_t *r, const char *topic, sy_err_t *err)
@@ -707,7 +688,7 @@ sy_router_t *sy_router_new(const sy_config_t *conf, sy_err_t *err)
     r->batch_ms = (int)sy_config_get_int(conf, "router.batch.ms");
     r->timeout_ms = (int)sy_config_get_int(conf, "broker.timeout.ms");
     r->max_job_timeout_ms = sy_config_get_int(conf, "request.max.timeout");
-    r->rng = (uint64_t)now_ms() ^ ((uint64_t)getpid() << 32);
+    r->rng = (uint64_t)sy_time_wall_ms() ^ ((uint64_t)getpid() << 32);
     int sel = sy_selector_parse(sy_config_get(conf, "router.selector"));
     if (sel < 0) {
         sy_err_set(err, SY_ERR_CONFIG, false,
@@ -717,7 +698,8 @@ sy_router_t *sy_router_new(const sy_config_t *conf, sy_err_t *err)
     }
     r->selector = (sy_selector_t)sel;
     if (r->batch_max < 1 || r->batch_ms < 0) {
-        sy_err_set(err, SY_ERR_CONFIG, false, "router.batch.max must be >= 1, router.batch.ms >= 0");
+        sy_err_set(err, SY_ERR_CONFIG, false,
+                   "router.batch.max must be >= 1, router.batch.ms >= 0");
         goto fail;
     }
     if (!(r->topics_made = sy_seen_new())) {

@@ -10,6 +10,7 @@
  * failure_reason WORKER_LOST — a local job is never re-run by another worker (see
  * docs/worker.md). When the job's main process exits, whatever is left of its process group is
  * killed too, and output still in the pipes is read for up to DRAIN_MS. */
+#include "sy_time.h"
 #include "sy_driver.h"
 
 #include <errno.h>
@@ -77,13 +78,6 @@ typedef struct spawn {
     pid_t parent;
     int max_fd;
 } spawn_t;
-
-static long long mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static int worker_limit(const sy_config_t *conf)
 {
@@ -643,7 +637,7 @@ static sy_err_code_t local_poll(void *dv, sy_job_t *const *jobs, size_t n, int w
                                 sy_err_t *err)
 {
     local_driver_t *d = dv;
-    long long now = mono_ms();
+    long long now = sy_time_mono_ms();
     int timeout = wait_ms < 0 ? 0 : wait_ms;
     size_t np = 0;
     if (!grow_pfds(d, 1 + 3 * n))
@@ -684,7 +678,7 @@ static sy_err_code_t local_poll(void *dv, sy_job_t *const *jobs, size_t n, int w
     int ready = poll(d->pfds, (nfds_t)np, timeout);
     if (ready < 0 && errno != EINTR)
         return sy_err_set(err, SY_ERR_IO, true, "poll: %s", strerror(errno));
-    now = mono_ms();
+    now = sy_time_mono_ms();
     for (size_t k = 1; ready > 0 && k < np; k++) {
         if (!d->pfds[k].revents || d->pfd_what[k] > 1)
             continue;
@@ -713,7 +707,7 @@ static sy_err_code_t local_cancel(void *dv, sy_job_t *job, sy_err_t *err)
         lj->sigkilled = true;
     } else {
         kill(-lj->pid, SIGTERM);
-        lj->kill_at = mono_ms() + d->grace_ms;
+        lj->kill_at = sy_time_mono_ms() + d->grace_ms;
     }
     sy_debug("local", "job %s: SIG%s sent to process group %d", job->job_id,
              lj->sigkilled ? "KILL" : "TERM", (int)lj->pid);

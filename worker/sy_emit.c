@@ -1,4 +1,5 @@
 /* sy_emit: status events and log chunks out, delivery acknowledgements back. */
+#include "sy_time.h"
 #include "sy_emit.h"
 
 #include <pthread.h>
@@ -41,13 +42,6 @@ struct sy_emit {
     avro_value_t status, log;
     bool values_made;
 };
-
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* ---- tracks ---------------------------------------------------------------------------------- */
 
@@ -127,39 +121,9 @@ static void *delivery_thread(void *arg)
 
 /* ---- setup ----------------------------------------------------------------------------------- */
 
-static int copy_kafka(const char *prop, const char *value, void *opaque)
-{
-    char key[300];
-    snprintf(key, sizeof(key), "kafka.%s", prop);
-    return sy_config_set(opaque, key, value, NULL) != SY_OK;
-}
-
-/* A copy of conf whose producer delivers its reports as events (enabled_events = DR|ERROR):
- * sy_kafka_new takes no delivery callback, and librdkafka accepts this one as a property. */
-static sy_config_t *producer_conf(const sy_config_t *conf, sy_err_t *err)
-{
-    size_t n;
-    const sy_config_def_t *defs = sy_config_table(&n);
-    sy_config_t *c = sy_config_new();
-    char events[16];
-    snprintf(events, sizeof(events), "%d", RD_KAFKA_EVENT_DR | RD_KAFKA_EVENT_ERROR);
-    bool ok = c != NULL;
-    for (size_t i = 0; ok && i < n; i++)
-        ok = sy_config_set(c, defs[i].key, sy_config_get(conf, defs[i].key), err) == SY_OK;
-    ok = ok && sy_config_kafka_foreach(conf, copy_kafka, c) == 0 &&
-         sy_config_set(c, "kafka.enabled_events", events, err) == SY_OK;
-    if (!ok) {
-        sy_err_set(err, SY_ERR_CONFIG, false, "cannot copy the configuration for the producer");
-        sy_config_destroy(c);
-        return NULL;
-    }
-    return c;
-}
-
 sy_emit_t *sy_emit_new(const sy_config_t *conf, sy_codec_t *codec, const char *emitter,
                        sy_err_t *err)
 {
-    sy_config_t *pconf = NULL;
     sy_emit_t *e = calloc(1, sizeof(*e));
     if (!e) {
         sy_err_set(err, SY_ERR_NOMEM, false, "out of memory");
@@ -181,10 +145,10 @@ sy_emit_t *sy_emit_new(const sy_config_t *conf, sy_codec_t *codec, const char *e
         goto fail;
     }
     e->values_made = true;
-    if (!(pconf = producer_conf(conf, err)))
-        goto fail;
-    sy_kafka_opts_t opts = {.client_id_suffix = "worker"};
-    if (!(e->producer = sy_kafka_new(pconf, SY_KAFKA_IDEMPOTENT_PRODUCER, &opts, err)))
+    /* delivery reports as events, read by the delivery thread */
+    sy_kafka_opts_t opts = {.client_id_suffix = "worker",
+                            .enabled_events = RD_KAFKA_EVENT_DR | RD_KAFKA_EVENT_ERROR};
+    if (!(e->producer = sy_kafka_new(conf, SY_KAFKA_IDEMPOTENT_PRODUCER, &opts, err)))
         goto fail;
     e->events = rd_kafka_queue_get_main(e->producer);
     if (pthread_create(&e->thread, NULL, delivery_thread, e) != 0) {
@@ -192,10 +156,8 @@ sy_emit_t *sy_emit_new(const sy_config_t *conf, sy_codec_t *codec, const char *e
         goto fail;
     }
     e->thread_started = true;
-    sy_config_destroy(pconf);
     return e;
 fail:
-    sy_config_destroy(pconf);
     sy_emit_destroy(e);
     return NULL;
 }
@@ -292,7 +254,7 @@ sy_err_code_t sy_emit_status(sy_emit_t *e, const sy_status_event_t *ev, sy_emit_
                            ev->backend_id && *ev->backend_id ? ev->backend_id : NULL) ||
         sy_avro_set_string(s, "message", ev->message && *ev->message ? ev->message : NULL) ||
         sy_avro_set_int(s, "attempt", ev->attempt > 0 ? ev->attempt : 1) ||
-        sy_avro_set_long(s, "emitted_at", now_ms()) ||
+        sy_avro_set_long(s, "emitted_at", sy_time_wall_ms()) ||
         (ev->submitted_at > 0 ? sy_avro_set_long(s, "submitted_at", ev->submitted_at)
                               : sy_avro_set_null(s, "submitted_at")) ||
         (ev->has_exit_code ? sy_avro_set_int(s, "exit_code", ev->exit_code)
@@ -324,7 +286,7 @@ sy_err_code_t sy_emit_log(sy_emit_t *e, const char *job_id, int attempt, const c
     if (sy_avro_set_string(v, "job_id", job_id) || sy_avro_set_string(v, "stream", stream) ||
         sy_avro_set_long(v, "offset", offset) || sy_avro_set_bytes(v, "chunk", data, len) ||
         sy_avro_set_int(v, "attempt", attempt > 0 ? attempt : 1) ||
-        sy_avro_set_long(v, "emitted_at", now_ms())) {
+        sy_avro_set_long(v, "emitted_at", sy_time_wall_ms())) {
         rc = sy_err_set(err, SY_ERR_INTERNAL, false, "building JobLog: %s", avro_strerror());
     } else {
         rc = sy_codec_encode(e->codec, SY_TYPE_JOB_LOG, e->t_logs, v, &buf, &blen, err);

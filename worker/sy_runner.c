@@ -1,4 +1,5 @@
 /* sy_runner: one cluster's jobs, driven by one thread through the cluster's driver. */
+#include "sy_time.h"
 #include "sy_runner.h"
 
 #include <errno.h>
@@ -114,20 +115,6 @@ struct sy_runner {
     size_t active_cap;
 };
 
-static long long mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static long long wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void wake(sy_runner_t *r)
 {
     uint64_t one = 1;
@@ -173,7 +160,7 @@ bool sy_runner_next_event(sy_runner_t *r, sy_runner_event_t *ev)
 static void backoff(rjob_t *rj)
 {
     long long delay = RETRY_BASE_MS << (rj->retries < 6 ? rj->retries : 6);
-    rj->retry_at = mono_ms() + (delay < RETRY_MAX_MS ? delay : RETRY_MAX_MS);
+    rj->retry_at = sy_time_mono_ms() + (delay < RETRY_MAX_MS ? delay : RETRY_MAX_MS);
     rj->retries++;
 }
 
@@ -287,7 +274,7 @@ static bool record(sy_runner_t *r, rjob_t *rj, const sy_ledger_change_t *change)
     sy_err_t err = SY_ERR_INIT;
     sy_ledger_result_t res;
     if (!r->ledger) {
-        rj->retry_at = mono_ms() + LEDGER_RETRY_MS;
+        rj->retry_at = sy_time_mono_ms() + LEDGER_RETRY_MS;
         return false;
     }
     sy_err_code_t rc = sy_ledger_transition(r->ledger, rj->job->job_id, change, &res, &err);
@@ -353,7 +340,7 @@ static void step_record(sy_runner_t *r, rjob_t *rj)
 {
     sy_job_t *job = rj->job;
     if (!rj->timeout_at && job->timeout_ms > 0)
-        rj->timeout_at = wall_ms() + job->timeout_ms;
+        rj->timeout_at = sy_time_wall_ms() + job->timeout_ms;
     sy_ledger_change_t ch = {.state = SY_JOB_SUBMITTED,
                              .emit = true,
                              .backend_id = job->backend_id,
@@ -456,13 +443,13 @@ static void step_active(sy_runner_t *r, rjob_t *rj)
         rj->stage = ST_ENDING;
         return;
     }
-    if (rj->kill == KILL_NONE && rj->timeout_at && wall_ms() >= rj->timeout_at) {
+    if (rj->kill == KILL_NONE && rj->timeout_at && sy_time_wall_ms() >= rj->timeout_at) {
         rj->kill = KILL_TIMEOUT;
         snprintf(rj->kill_reason, sizeof(rj->kill_reason), "timed out after %lld ms",
                  job->timeout_ms);
         sy_info("worker", "job %s: %s; cancelling it", job->job_id, rj->kill_reason);
     }
-    long long now = mono_ms();
+    long long now = sy_time_mono_ms();
     if (r->ops->host_bound && now - rj->checked_at >= OWNER_CHECK_MS) {
         /* nobody else can stop this process: if the job was taken over (this worker was
          * thought dead), stop it now rather than when it ends */
@@ -617,7 +604,7 @@ static void add_job(sy_runner_t *r, msg_t *m)
         snprintf(rj->kill_reason, sizeof(rj->kill_reason), "%s", row->kill_reason);
     }
     rj->timeout_at = row->timeout_at_ms;
-    rj->checked_at = mono_ms();
+    rj->checked_at = sy_time_mono_ms();
     snprintf(rj->topic, sizeof(rj->topic), "%s", row->source_topic);
     rj->partition = row->source_partition;
     rj->offset = row->source_offset;
@@ -755,7 +742,7 @@ static void ensure_ledger(sy_runner_t *r, long long now)
 
 static int wait_for(sy_runner_t *r, long long now)
 {
-    long long wait = IDLE_WAIT_MS, wall = wall_ms();
+    long long wait = IDLE_WAIT_MS, wall = sy_time_wall_ms();
     for (rjob_t *rj = r->jobs; rj; rj = rj->next) {
         if (rj->retry_at > now && rj->retry_at - now < wait)
             wait = rj->retry_at - now;
@@ -776,7 +763,7 @@ static void *run(void *arg)
     sy_runner_t *r = arg;
     sy_err_t err = SY_ERR_INIT;
     while (!atomic_load(&r->quit)) {
-        long long now = mono_ms();
+        long long now = sy_time_mono_ms();
         process_inbox(r);
         ensure_ledger(r, now);
         for (rjob_t *rj = r->jobs; rj; rj = rj->next)
@@ -786,7 +773,7 @@ static void *run(void *arg)
         for (rjob_t *rj = r->jobs; rj; rj = rj->next)
             if (rj->stage == ST_ACTIVE && rj->job->phase != SY_PHASE_ENDED && n < r->active_cap)
                 r->active[n++] = rj->job;
-        int wait = wait_for(r, mono_ms());
+        int wait = wait_for(r, sy_time_mono_ms());
         if (n && r->drv) {
             if (r->ops->poll(r->drv, r->active, n, wait, &err) != SY_OK) {
                 sy_warn("worker", "cluster %s: poll: %s", r->cluster, err.msg);

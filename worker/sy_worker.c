@@ -1,4 +1,5 @@
 /* sy_worker: the worker's main loop — consume, claim, hand to runners, commit, take over. */
+#include "sy_time.h"
 #include "sy_worker.h"
 
 #include <ctype.h>
@@ -80,20 +81,6 @@ struct sy_worker {
     sy_err_t fatal; /* set by callbacks that cannot return an error */
     long n_claimed, n_skipped, n_adopted, n_deadletter, n_kills, n_paused;
 };
-
-static long long mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static long long wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* ---- jobs held by a runner ------------------------------------------------------------------- */
 
@@ -333,7 +320,7 @@ static void pause_cluster(sy_worker_t *w, cluster_t *c, const rd_kafka_message_t
         rd_kafka_error_destroy(e);
     }
     rd_kafka_topic_partition_list_destroy(list);
-    long long now = mono_ms();
+    long long now = sy_time_mono_ms();
     if (!c->paused)
         w->n_paused++;
     if (now - c->pause_logged_at >= PAUSE_LOG_EVERY_MS) {
@@ -811,11 +798,11 @@ static void stop(sy_worker_t *w)
     sy_info("worker", "stopping: %zu job(s) held; no new jobs are taken", jobs_held(w));
     commit(w, NULL, true);
     rd_kafka_consumer_close(w->consumer); /* revokes: runners let go of remote jobs */
-    long long start = mono_ms(), last_beat = start;
+    long long start = sy_time_mono_ms(), last_beat = start;
     bool stopping = false;
     long long deadline = start + w->shutdown_grace_ms;
     while (jobs_held(w) > 0) {
-        long long now = mono_ms();
+        long long now = sy_time_mono_ms();
         if (!stopping && now >= deadline) {
             sy_info("worker", "%zu local job(s) still running after %lld ms; stopping them",
                     jobs_held(w), w->shutdown_grace_ms);
@@ -842,7 +829,7 @@ static void stop(sy_worker_t *w)
 sy_err_code_t sy_worker_run(sy_worker_t *w, sy_err_t *err)
 {
     sy_err_code_t rc = subscribe(w, err);
-    long long now = mono_ms();
+    long long now = sy_time_mono_ms();
     long long last_beat = now, last_commit = now, last_kills = now, last_stats = now;
     if (rc != SY_OK)
         return rc;
@@ -859,7 +846,7 @@ sy_err_code_t sy_worker_run(sy_worker_t *w, sy_err_t *err)
         }
         runner_events(w);
         read_control(w);
-        now = mono_ms();
+        now = sy_time_mono_ms();
         if (now - last_commit >= COMMIT_EVERY_MS) {
             commit(w, NULL, false);
             last_commit = now;
@@ -922,7 +909,7 @@ static sy_err_code_t open_control(sy_worker_t *w, sy_err_t *err)
     if (n < 0)
         return err->code;
     rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(n);
-    long long since = wall_ms() - w->lease_ms;
+    long long since = sy_time_wall_ms() - w->lease_ms;
     for (int i = 0; i < n; i++)
         rd_kafka_topic_partition_list_add(list, w->t_control, i)->offset = since;
     if (rd_kafka_offsets_for_times(w->control, list, w->timeout_ms))
@@ -955,7 +942,7 @@ sy_worker_t *sy_worker_new(const sy_config_t *conf, sy_err_t *err)
     else
         snprintf(w->instance, sizeof(w->instance), "worker-%s-%d", w->host, (int)getpid());
     snprintf(w->session, sizeof(w->session), "%.120s@%.100s:%d:%lld", w->instance, w->host,
-             (int)getpid(), wall_ms());
+             (int)getpid(), sy_time_wall_ms());
     snprintf(w->ns, sizeof(w->ns), "%s", sy_config_get(conf, "topic.namespace"));
     snprintf(w->cluster_prefix, sizeof(w->cluster_prefix), "%s.cluster.", w->ns);
     sy_kafka_topic(conf, "control", w->t_control, sizeof(w->t_control));

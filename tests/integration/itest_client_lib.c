@@ -5,6 +5,7 @@
  * other partitions are never seen); a resubmitted id is routed and run once and its second
  * follower re-attaches; async submission, kill, deadlines, cancellation, unknown ids and an
  * unreachable broker. */
+#include "sy_time.h"
 #include "itest_client.h"
 
 static itc_env_t env;
@@ -134,12 +135,12 @@ static void plant_decoys(const char *id)
     sy_avro_set_string(&st, "job_id", id);
     sy_avro_set_long(&st, "seq", 99);
     sy_avro_set_enum(&st, "status", "FAILED");
-    sy_avro_set_long(&st, "emitted_at", sy_client_now_ms());
+    sy_avro_set_long(&st, "emitted_at", sy_time_wall_ms());
     sy_avro_set_string(&lg, "job_id", id);
     sy_avro_set_string(&lg, "stream", "stdout");
     sy_avro_set_long(&lg, "offset", 0);
     sy_avro_set_bytes(&lg, "chunk", "DECOY\n", 6);
-    sy_avro_set_long(&lg, "emitted_at", sy_client_now_ms());
+    sy_avro_set_long(&lg, "emitted_at", sy_time_wall_ms());
     for (int32_t p = 0; p < ITC_PARTITIONS; p++) {
         if (p == home)
             continue;
@@ -208,7 +209,7 @@ static void test_resubmit_runs_once(void)
     sy_client_receipt_t r1, r2;
     CHECK(sy_client_submit(client, &j, &r1, &err) == SY_OK);
     CHECK(sy_client_submit(client, &j, &r2, &err) == SY_OK);
-    CHECK(r1.partition == r2.partition); /* same key, same partition: the router sees both */
+    CHECK(r1.partition == r2.partition);      /* same key, same partition: the router sees both */
     CHECK(r2.submitted_at > r1.submitted_at); /* tells the two answers apart */
     collected_t c = {0};
     sy_client_follow_opts_t fo = {.submitted_at = r2.submitted_at,
