@@ -606,9 +606,22 @@ void sy_aws_destroy(sy_aws_t *aws)
     free(aws);
 }
 
+static sy_aws_t *aws_new(const sy_config_t *conf, char **envp, const char *region_override,
+                         sy_err_t *err);
+
 sy_aws_t *sy_aws_new(const sy_config_t *conf, sy_err_t *err)
 {
-    return sy_aws_new_env(conf, NULL, err);
+    return aws_new(conf, NULL, NULL, err);
+}
+
+sy_aws_t *sy_aws_new_env(const sy_config_t *conf, char **envp, sy_err_t *err)
+{
+    return aws_new(conf, envp, NULL, err);
+}
+
+sy_aws_t *sy_aws_new_region(const sy_config_t *conf, const char *region, sy_err_t *err)
+{
+    return aws_new(conf, NULL, region && *region ? region : NULL, err);
 }
 
 static long clamp_long(long long v, long lo, long hi)
@@ -616,7 +629,8 @@ static long clamp_long(long long v, long lo, long hi)
     return v < lo ? lo : v > hi ? hi : (long)v;
 }
 
-sy_aws_t *sy_aws_new_env(const sy_config_t *conf, char **envp, sy_err_t *err)
+static sy_aws_t *aws_new(const sy_config_t *conf, char **envp, const char *region_override,
+                         sy_err_t *err)
 {
     if (!envp)
         envp = environ;
@@ -638,7 +652,7 @@ sy_aws_t *sy_aws_new_env(const sy_config_t *conf, char **envp, sy_err_t *err)
         sy_err_set(err, SY_ERR_NOMEM, false, "out of memory");
         goto out;
     }
-    const char *region = sy_config_get(conf, "aws.region");
+    const char *region = region_override ? region_override : sy_config_get(conf, "aws.region");
     sy_awscred_opts_t opts = {
         .region = *region ? region : NULL,
         .timeout_ms = aws->timeout_ms,

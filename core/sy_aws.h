@@ -35,6 +35,10 @@ sy_aws_t *sy_aws_new(const sy_config_t *conf, sy_err_t *err);
  * means the process environment): lets tests and embedders control every AWS_* variable. */
 sy_aws_t *sy_aws_new_env(const sy_config_t *conf, char **envp, sy_err_t *err);
 
+/* A client for another region than the configured one (a cluster's own region): region
+ * replaces aws.region / AWS_REGION; NULL or "" means the usual resolution. */
+sy_aws_t *sy_aws_new_region(const sy_config_t *conf, const char *region, sy_err_t *err);
+
 /* NULL-safe; safe on a half-built client. */
 void sy_aws_destroy(sy_aws_t *aws);
 

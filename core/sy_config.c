@@ -79,6 +79,12 @@ static const sy_config_def_t config_table[] = {
      "is not read (the job's writes block) until Kafka catches up"},
     {"worker.poll.interval.ms", SY_CONF_INT, "10000", false,
      "How often a cluster's poller asks a remote backend (EMR, EMR on EKS) about its jobs"},
+    {"worker.emr.logs.interval.ms", SY_CONF_INT, "300000", false,
+     "How often the step logs of a running EMR step are read from S3 (EMR uploads them every "
+     "few minutes); 0 = only when the step has ended"},
+    {"worker.emr.logs.wait.ms", SY_CONF_INT, "60000", false,
+     "After an EMR step ended, how long its terminal status waits for the step's log files to "
+     "appear in S3 before it is published without them"},
     {"worker.heartbeat.ms", SY_CONF_INT, "5000", false,
      "How often a worker renews its session in the ledger's roster"},
     {"worker.lease.ms", SY_CONF_INT, "30000", false,
