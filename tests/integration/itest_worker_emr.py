@@ -17,6 +17,7 @@ import uuid
 
 import boto3
 import requests
+from botocore.config import Config
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import sylib  # noqa: E402
@@ -38,8 +39,9 @@ def control(method, path, body=None):
 
 class Aws:
     def __init__(self):
-        self.emr = boto3.client("emr")
-        self.s3 = boto3.client("s3")
+        retries = Config(retries={"mode": "standard", "max_attempts": 10})
+        self.emr = boto3.client("emr", config=retries)
+        self.s3 = boto3.client("s3", config=retries)
         self.s3.create_bucket(Bucket=BUCKET)
 
     def cluster(self, name, concurrency=10):
