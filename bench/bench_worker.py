@@ -27,7 +27,6 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 import sylib  # noqa: E402
 from itest_worker_local import Decoder  # noqa: E402
 from confluent_kafka import Consumer  # noqa: E402
-from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
 CLUSTERS = int(os.environ.get("SY_BENCH_CLUSTERS", "40"))
 JOBS = int(os.environ.get("SY_BENCH_JOBS", "10000"))
@@ -121,11 +120,7 @@ def main():
                     f"bench:{name}")
             env.cli("link", "spark", name)
             names.append(name)
-        admin = AdminClient({"bootstrap.servers": sylib.BOOTSTRAP})
-        topics = ["requests", "router.seen", "status", "logs", "control", "deadletter"] + \
-            [f"cluster.{n}" for n in names]
-        for f in admin.create_topics([NewTopic(env.topic(t), 3, 1) for t in topics]).values():
-            f.result(60)
+        env.make_topics(names)
         print(f"setup: {CLUSTERS} EMR clusters registered in {time.time() - t0:.0f}s", flush=True)
 
         env.start("switchyard-router", log=os.path.join(tmp, "router.log"))

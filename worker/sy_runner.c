@@ -47,12 +47,14 @@ typedef struct rjob {
     /* the latest event's details, published again as they are if its delivery failed */
     bool has_exit_code;
     int exit_code;
-    char failure_reason[64], message[1024];
+    char failure_reason[64];
+    char *message; /* malloc'd; NULL = "" (as kill_reason and topic: a worker holds
+                      thousands of jobs, so no fixed-size text buffers here) */
     kill_class_t kill;
-    char kill_reason[512];
+    char *kill_reason;
     bool cancel_sent;
     long long timeout_at; /* epoch ms; 0 = none */
-    char topic[256];
+    char *topic;
     int32_t partition;
     int64_t offset;
     bool durable_sent;
@@ -65,6 +67,20 @@ typedef struct rjob {
     bool done;            /* let go at the end of this round */
     struct rjob *next;
 } rjob_t;
+
+/* The text of an optional string field ("" for NULL). */
+static const char *str(const char *s)
+{
+    return s ? s : "";
+}
+
+/* Replaces *field with a copy of value (NULL for "" or NULL). Out of memory leaves it NULL:
+ * only a message is lost, never the job. */
+static void set_str(char **field, const char *value)
+{
+    free(*field);
+    *field = value && *value ? strdup(value) : NULL;
+}
 
 typedef enum msg_type { M_ADD, M_KILL, M_DROP, M_STOP } msg_type_t;
 
@@ -131,7 +147,7 @@ static void push_event(sy_runner_t *r, sy_runner_event_type_t type, const rjob_t
     }
     n->ev.type = type;
     snprintf(n->ev.job_id, sizeof(n->ev.job_id), "%s", rj->job->job_id);
-    snprintf(n->ev.topic, sizeof(n->ev.topic), "%s", rj->topic);
+    snprintf(n->ev.topic, sizeof(n->ev.topic), "%s", str(rj->topic));
     n->ev.partition = rj->partition;
     n->ev.offset = rj->offset;
     pthread_mutex_lock(&r->lock);
@@ -225,7 +241,7 @@ static void publish(sy_runner_t *r, rjob_t *rj)
                             .cluster = job->cluster_name,
                             .command = job->command_name,
                             .backend_id = job->backend_id,
-                            .message = rj->message,
+                            .message = str(rj->message),
                             .failure_reason = rj->failure_reason,
                             .attempt = job->attempt,
                             .has_exit_code = rj->has_exit_code,
@@ -238,7 +254,7 @@ static void publish(sy_runner_t *r, rjob_t *rj)
     }
     rj->sent_seq = rj->last_seq;
     sy_info("worker", "job %s: %s (seq %lld)%s%s", job->job_id, sy_job_state_name(rj->event_state),
-            rj->last_seq, *rj->message ? ": " : "", rj->message);
+            rj->last_seq, rj->message ? ": " : "", str(rj->message));
 }
 
 /* Publishes the latest event if it was not, again if its delivery failed, and records in the
@@ -299,13 +315,13 @@ static bool record(sy_runner_t *r, rjob_t *rj, const sy_ledger_change_t *change)
         rj->exit_code = change->exit_code;
         snprintf(rj->failure_reason, sizeof(rj->failure_reason), "%s",
                  change->failure_reason ? change->failure_reason : "");
-        snprintf(rj->message, sizeof(rj->message), "%s", change->message ? change->message : "");
+        set_str(&rj->message, change->message);
     }
     if (change->emit)
         publish(r, rj); /* each event, in order (deliveries() retries a failed one) */
     if (res.kill_requested && rj->kill == KILL_NONE) {
         rj->kill = KILL_REQUESTED;
-        snprintf(rj->kill_reason, sizeof(rj->kill_reason), "%s", res.kill_reason);
+        set_str(&rj->kill_reason, res.kill_reason);
     }
     if (!rj->durable_sent && (rj->state == SY_JOB_SUBMITTED || rj->state == SY_JOB_RUNNING ||
                               sy_job_state_terminal(rj->state))) {
@@ -379,7 +395,7 @@ static void step_submit(sy_runner_t *r, rjob_t *rj)
     }
     if (rj->kill != KILL_NONE) {
         end_early(r, rj, SY_JOB_KILLED, "KILL_REQUESTED", "killed before it started: %s",
-                  rj->kill_reason);
+                  str(rj->kill_reason));
         return;
     }
     if (rj->state == SY_JOB_CLAIMED) {
@@ -388,7 +404,7 @@ static void step_submit(sy_runner_t *r, rjob_t *rj)
             return;
         if (rj->kill != KILL_NONE) {
             end_early(r, rj, SY_JOB_KILLED, "KILL_REQUESTED", "killed before it started: %s",
-                      rj->kill_reason);
+                      str(rj->kill_reason));
             return;
         }
     }
@@ -445,9 +461,10 @@ static void step_active(sy_runner_t *r, rjob_t *rj)
     }
     if (rj->kill == KILL_NONE && rj->timeout_at && sy_time_wall_ms() >= rj->timeout_at) {
         rj->kill = KILL_TIMEOUT;
-        snprintf(rj->kill_reason, sizeof(rj->kill_reason), "timed out after %lld ms",
-                 job->timeout_ms);
-        sy_info("worker", "job %s: %s; cancelling it", job->job_id, rj->kill_reason);
+        char why[64];
+        snprintf(why, sizeof(why), "timed out after %lld ms", job->timeout_ms);
+        set_str(&rj->kill_reason, why);
+        sy_info("worker", "job %s: %s; cancelling it", job->job_id, str(rj->kill_reason));
     }
     long long now = sy_time_mono_ms();
     if (r->ops->host_bound && now - rj->checked_at >= OWNER_CHECK_MS) {
@@ -484,7 +501,7 @@ static void final_change(const rjob_t *rj, sy_ledger_change_t *ch, char *msg, si
         ch->failure_reason = reasons[rj->kill];
         if (rj->kill == KILL_STOPPING)
             ch->state = SY_JOB_FAILED; /* not the user's doing */
-        snprintf(msg, size, "%.400s (%.500s)", rj->kill_reason, job->message);
+        snprintf(msg, size, "%.400s (%.500s)", str(rj->kill_reason), job->message);
     } else if (job->outcome == SY_JOB_KILLED && !ch->failure_reason) {
         ch->failure_reason = "CANCELLED";
     }
@@ -563,6 +580,9 @@ static void release(sy_runner_t *r, rjob_t *rj)
     push_event(r, SY_RUNNER_RELEASED, rj);
     sy_emit_track_release(rj->track);
     sy_job_destroy(rj->job);
+    free(rj->message);
+    free(rj->kill_reason);
+    free(rj->topic);
     free(rj);
     atomic_fetch_sub(&r->n_jobs, 1);
 }
@@ -598,14 +618,14 @@ static void add_job(sy_runner_t *r, msg_t *m)
     rj->has_exit_code = row->has_exit_code;
     rj->exit_code = row->exit_code;
     snprintf(rj->failure_reason, sizeof(rj->failure_reason), "%s", row->failure_reason);
-    snprintf(rj->message, sizeof(rj->message), "%s", row->message);
+    set_str(&rj->message, row->message);
     if (row->kill_requested) {
         rj->kill = KILL_REQUESTED;
-        snprintf(rj->kill_reason, sizeof(rj->kill_reason), "%s", row->kill_reason);
+        set_str(&rj->kill_reason, row->kill_reason);
     }
     rj->timeout_at = row->timeout_at_ms;
     rj->checked_at = sy_time_mono_ms();
-    snprintf(rj->topic, sizeof(rj->topic), "%s", row->source_topic);
+    set_str(&rj->topic, row->source_topic);
     rj->partition = row->source_partition;
     rj->offset = row->source_offset;
     job->logs = row->logs;
@@ -654,14 +674,14 @@ static void handle(sy_runner_t *r, msg_t *m)
         rjob_t *rj = find(r, m->job_id);
         if (rj && rj->kill == KILL_NONE && rj->stage < ST_ENDING) {
             rj->kill = KILL_REQUESTED;
-            snprintf(rj->kill_reason, sizeof(rj->kill_reason), "%s", m->reason);
+            set_str(&rj->kill_reason, m->reason);
             sy_info("worker", "job %s: kill requested: %s", m->job_id, m->reason);
         }
         break;
     }
     case M_DROP:
         for (rjob_t *rj = r->jobs; rj; rj = rj->next) {
-            if (strcmp(rj->topic, m->topic) || stays(r, rj))
+            if (strcmp(str(rj->topic), m->topic) || stays(r, rj))
                 continue;
             for (size_t i = 0; i < m->n_parts; i++)
                 if (m->parts[i] == rj->partition)
@@ -675,7 +695,7 @@ static void handle(sy_runner_t *r, msg_t *m)
                 rj->done = true;
             } else if (rj->stage <= ST_ACTIVE && rj->kill == KILL_NONE) {
                 rj->kill = KILL_STOPPING;
-                snprintf(rj->kill_reason, sizeof(rj->kill_reason), "%s", m->reason);
+                set_str(&rj->kill_reason, m->reason);
             }
         }
         break;

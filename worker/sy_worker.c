@@ -1,4 +1,5 @@
 /* sy_worker: the worker's main loop — consume, claim, hand to runners, commit, take over. */
+#include <malloc.h>
 #include "sy_time.h"
 #include "sy_worker.h"
 
@@ -743,6 +744,10 @@ static void heartbeat(sy_worker_t *w)
     sy_err_t err = SY_ERR_INIT;
     if (sy_ledger_worker_heartbeat(w->ledger, &err) != SY_OK)
         sy_warn("worker", "heartbeat: %s", err.msg);
+    /* Bursts (a backlog claimed at once, thousands of AWS answers parsed) leave freed heap
+     * pages behind; hand them back so resident memory follows the jobs actually held. A few
+     * milliseconds per heartbeat. */
+    malloc_trim(0);
 }
 
 static size_t jobs_held(const sy_worker_t *w)

@@ -31,7 +31,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import sylib  # noqa: E402
 from itest_worker_local import Decoder, Watch, TERMINAL  # noqa: E402
 from itest_worker_emr import Aws, control  # noqa: E402
-from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 JOBS = int(os.environ.get("SY_CHAOS_JOBS", "1000"))
@@ -134,17 +133,9 @@ def main():
             env.cli("clusters", "add", c, "--kind", "emr", "--address", cid, "--tags",
                     f"env:chaos,shard:{c}")
             env.cli("link", "spark", c)
-        admin = AdminClient({"bootstrap.servers": sylib.BOOTSTRAP})
-        names = ["requests", "router.seen", "status", "logs", "control", "deadletter"] + \
-            [f"cluster.{c}" for c in CLUSTERS]
-        for f in admin.create_topics([NewTopic(env.topic(n), 3, 1) for n in names]).values():
-            f.result(30)
-        time.sleep(1)
+        env.make_topics(CLUSTERS)
 
-        common = {"SWITCHYARD_LOG_LEVEL": "debug",
-                  "SWITCHYARD_KAFKA_SESSION_TIMEOUT_MS": "6000",
-                  "SWITCHYARD_KAFKA_HEARTBEAT_INTERVAL_MS": "500",
-                  "SWITCHYARD_KAFKA_TOPIC_METADATA_REFRESH_INTERVAL_MS": "1000"}
+        common = dict(sylib.FAST_GROUP_ENV, SWITCHYARD_LOG_LEVEL="debug")
         worker_env = dict(common, **{
             "SWITCHYARD_WORKER_HEARTBEAT_MS": "500",
             "SWITCHYARD_WORKER_LEASE_MS": "3000",

@@ -22,7 +22,6 @@ from botocore.config import Config
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import sylib  # noqa: E402
 from itest_worker_local import Decoder, Watch, TERMINAL  # noqa: E402
-from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
 CONTROL = os.environ["SY_AWS_CONTROL_URL"]
 TAG = uuid.uuid4().hex[:6]
@@ -81,7 +80,7 @@ class Stack:
         self.env, self.tmp = env, tmp
         self.n = 0
         self.workers = []
-        self.worker_env = {
+        self.worker_env = dict(sylib.FAST_GROUP_ENV, **{
             "SWITCHYARD_WORKER_HEARTBEAT_MS": "500",
             "SWITCHYARD_WORKER_LEASE_MS": "2000",
             "SWITCHYARD_WORKER_POLL_INTERVAL_MS": "500",
@@ -91,10 +90,7 @@ class Stack:
             "SWITCHYARD_AWS_TIMEOUT_MS": "5000",
             "SWITCHYARD_AWS_RETRY_BASE_MS": "50",
             "SWITCHYARD_AWS_RETRY_MAX_BACKOFF_MS": "400",
-            "SWITCHYARD_KAFKA_TOPIC_METADATA_REFRESH_INTERVAL_MS": "1000",
-            "SWITCHYARD_KAFKA_SESSION_TIMEOUT_MS": "6000",
-            "SWITCHYARD_KAFKA_HEARTBEAT_INTERVAL_MS": "500",
-        }
+        })
 
     def start_router(self):
         self.router = self.env.start("switchyard-router", log=os.path.join(self.tmp, "router.log"))
@@ -366,12 +362,7 @@ def main():
         env.cli("commands", "add", "spark", "--tags", "type:spark", "--spec", json.dumps(SPEC))
         for name in c:
             env.cli("link", "spark", name)
-        admin = AdminClient({"bootstrap.servers": sylib.BOOTSTRAP})
-        names = ["requests", "router.seen", "status", "logs", "control", "deadletter"] + \
-            [f"cluster.{n}" for n in c]
-        for f in admin.create_topics([NewTopic(env.topic(n), 3, 1) for n in names]).values():
-            f.result(30)
-        time.sleep(1)
+        env.make_topics(c)
         st.start_router()
         st.start_worker()
         w = Watch(env, Decoder())

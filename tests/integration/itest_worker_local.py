@@ -22,7 +22,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import sylib  # noqa: E402
 import fastavro  # noqa: E402
 from confluent_kafka import Consumer, Producer  # noqa: E402
-from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LOG_CAP = 40_000_000
@@ -132,9 +131,7 @@ class Stack:
             "SWITCHYARD_WORKER_LOG_MAX_BYTES": str(LOG_CAP),
             "SWITCHYARD_WORKER_LOG_INFLIGHT_MAX_BYTES": str(8 << 20),
             "SWITCHYARD_WORKER_LOCAL_WORKDIR": os.path.join(tmp, "jobs"),
-            "SWITCHYARD_KAFKA_TOPIC_METADATA_REFRESH_INTERVAL_MS": "1000",
-            "SWITCHYARD_KAFKA_SESSION_TIMEOUT_MS": "6000",
-            "SWITCHYARD_KAFKA_HEARTBEAT_INTERVAL_MS": "500",
+            **sylib.FAST_GROUP_ENV,
         }
 
     def start_router(self):
@@ -153,13 +150,7 @@ class Stack:
 
 def make_topics(env):
     """Topics up front, so neither binary races the broker's metadata at its first start."""
-    admin = AdminClient({"bootstrap.servers": sylib.BOOTSTRAP})
-    names = ["requests", "router.seen", "status", "logs", "control", "deadletter",
-             "cluster.loc", "cluster.loc2"]
-    fs = admin.create_topics([NewTopic(env.topic(n), 3, 1) for n in names])
-    for f in fs.values():
-        f.result(30)
-    time.sleep(1)
+    env.make_topics(["loc", "loc2"])
 
 
 def submit(env, job_id, script, tags=("env:wrk",), **extra):

@@ -29,6 +29,14 @@ def db_url_for(dbname):
     return f"{head}/{dbname}" + (f"?{query}" if query else "")
 
 
+# Consumer group settings that make rebalances and new topics quick in tests.
+FAST_GROUP_ENV = {
+    "SWITCHYARD_KAFKA_TOPIC_METADATA_REFRESH_INTERVAL_MS": "1000",
+    "SWITCHYARD_KAFKA_SESSION_TIMEOUT_MS": "6000",
+    "SWITCHYARD_KAFKA_HEARTBEAT_INTERVAL_MS": "500",
+}
+
+
 class Env:
     """A fresh topic namespace and a fresh PostgreSQL database, migrated."""
 
@@ -76,6 +84,18 @@ class Env:
                 return
             time.sleep(0.2)
         raise AssertionError(f"topic {topic} did not appear within {timeout}s")
+
+    def make_topics(self, clusters=(), partitions=3, timeout=60):
+        """Creates the namespace's topics and the cluster topics of clusters up front, so no
+        binary races the broker's metadata at its first start."""
+        from confluent_kafka.admin import AdminClient, NewTopic
+        admin = AdminClient({"bootstrap.servers": BOOTSTRAP})
+        names = ["requests", "router.seen", "status", "logs", "control", "deadletter"] + \
+            [f"cluster.{c}" for c in clusters]
+        for f in admin.create_topics([NewTopic(self.topic(n), partitions, 1)
+                                      for n in names]).values():
+            f.result(timeout)
+        time.sleep(1)
 
     def start_router(self, instance, log=None, extra_env=None):
         """Starts switchyard-router and waits until it has created its topics."""

@@ -318,6 +318,15 @@ class Middleware:
                 start_response(f"{status} Injected", headers + [("Content-Length", str(len(body)))])
                 return [body]
         captured = {}
+        # the cluster an EMR call names: only its steps can change (scheduling every cluster
+        # after every call made AddJobFlowSteps O(all steps) — too slow with 10,000 in flight)
+        cluster_id = None
+        if call.service == "elasticmapreduce" and call.operation in self.EMR_SCHEDULING_OPS:
+            try:
+                req = json.loads(_read_body(environ) or b"{}")
+                cluster_id = req.get("JobFlowId") or req.get("ClusterId")
+            except ValueError:
+                cluster_id = None
 
         def _start_response(status, headers, exc_info=None):
             captured["status"] = int(status.split(" ", 1)[0])
@@ -330,7 +339,10 @@ class Middleware:
         if call.service == "elasticmapreduce" and call.operation in self.EMR_SCHEDULING_OPS \
                 and status < 400:
             try:
-                self.emr.schedule_all()
+                if cluster_id:
+                    self.emr.schedule_one(cluster_id)
+                else:
+                    self.emr.schedule_all()
             except Exception:  # never break the AWS call over our bookkeeping
                 log.exception("EMR step scheduler failed")
         self.harness.record(call, status, fault)
@@ -578,6 +590,14 @@ class Emr:
                     cluster.state = "WAITING"
                 else:
                     self._set_cluster(cluster, "TERMINATED", "Steps completed")
+
+    def schedule_one(self, cluster_id):
+        from moto.emr.models import emr_backends
+        for account, regions in list(emr_backends.items()):
+            for region, backend in list(regions.items()):
+                cluster = backend.clusters.get(cluster_id)
+                if cluster is not None:
+                    self.schedule(cluster)
 
     def schedule_all(self):
         from moto.emr.models import emr_backends
