@@ -54,6 +54,24 @@ def rss_mib(pid):
     return 0.0
 
 
+def rss_breakdown(pid):
+    """Resident KiB by kind of mapping: heap (brk + malloc arenas and other anonymous memory),
+    thread stacks, and files (shared libraries)."""
+    out = collections.Counter()
+    kind = None
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            head = line.split()
+            if len(head) >= 5 and "-" in head[0] and not line.startswith(("Rss", "Size")) \
+                    and ":" not in head[0]:
+                name = head[5] if len(head) > 5 else ""
+                kind = "stack" if name.startswith("[stack") else \
+                    "file" if name.startswith("/") else "anon"
+            elif line.startswith("Rss:") and kind:
+                out[kind] += int(head[1])
+    return {k: round(v / 1024.0, 1) for k, v in out.items()}
+
+
 def pct(values, p):
     v = sorted(values)
     return v[min(len(v) - 1, int(round(p / 100.0 * (len(v) - 1))))]
@@ -158,6 +176,7 @@ def main():
         print(f"phase 2: {calls['total']} AWS calls in {window:.1f}s ({cycles:.2f} poll cycles): "
               f"{dict(by_op)}", flush=True)
         rss = max(rss, rss_mib(worker.pid))
+        print(f"phase 2: worker resident MiB by mapping {rss_breakdown(worker.pid)}", flush=True)
 
         # ---- phase 3: submit latency with 10,000 in flight
         extra = [f"x{i:05d}" for i in range(EXTRA)]

@@ -37,17 +37,18 @@
 #define RECONCILE_PAGES   20  /* steps looked at by name after a crash: 1000 newest */
 #define RECONCILE_SLACK_S 600 /* steps created this long before the request still count */
 #define CANCEL_RECHECK_MS 1000
-#define MISSING_ROUNDS    3 /* a step EMR does not list this many rounds in a row is lost (a
-                               brand-new one may not be listed at once) */
+#define MISSING_ROUNDS                                                                             \
+    3 /* a step EMR does not list this many rounds in a row is lost (a                             \
+         brand-new one may not be listed at once) */
 
 static const char *const log_streams[] = {"stdout", "stderr", "controller", "syslog", NULL};
 
 typedef struct emr_job {
-    sy_s3log_t *logs;    /* made once the cluster's LogUri is known */
-    long long logs_at;   /* monotonic ms of the last live log read */
-    long long ended_at;  /* monotonic ms when the step was seen ended; 0 while active */
-    bool seen;           /* scratch for one round: the step is in the active set */
-    int missing;         /* rounds in a row in which EMR did not know the step */
+    sy_s3log_t *logs;       /* made once the cluster's LogUri is known */
+    long long logs_at;      /* monotonic ms of the last live log read */
+    long long ended_at;     /* monotonic ms when the step was seen ended; 0 while active */
+    bool seen;              /* scratch for one round: the step is in the active set */
+    int missing;            /* rounds in a row in which EMR did not know the step */
     long long reconcile_at; /* monotonic ms of the first look by name that found nothing */
 } emr_job_t;
 
@@ -180,7 +181,8 @@ static sy_job_t *job_with_step(sy_job_t *const *jobs, size_t n, const char *clus
 }
 
 /* Ends every job of cluster_id: the cluster is gone (its error in err). */
-static void fail_cluster(sy_job_t *const *jobs, size_t n, const char *cluster_id, const sy_err_t *err)
+static void fail_cluster(sy_job_t *const *jobs, size_t n, const char *cluster_id,
+                         const sy_err_t *err)
 {
     for (size_t i = 0; i < n; i++)
         if (!strcmp(cluster_of(jobs[i]), cluster_id) && jobs[i]->phase != SY_PHASE_ENDED)
@@ -298,7 +300,8 @@ static bool log_location(emr_driver_t *d, const char *cluster_id)
         json_decref(body);
         return false;
     }
-    const char *uri = json_string_value(json_object_get(json_object_get(resp, "Cluster"), "LogUri"));
+    const char *uri =
+        json_string_value(json_object_get(json_object_get(resp, "Cluster"), "LogUri"));
     char prefix[sizeof(d->log_prefix)];
     d->log_known = true;
     if (!uri || !*uri) {
@@ -381,8 +384,8 @@ static sy_err_code_t emr_fetch_logs(void *dv, sy_job_t *job, bool final, sy_err_
         return sy_err_set(err, SY_ERR_NOT_FOUND, true,
                           "step %s: no log files under s3://%s/%s%s/ yet", job->backend_id,
                           d->log_bucket, d->log_prefix, job->backend_id);
-    sy_info(LOG, "job %s: no log files for step %s after %lld ms; ending without them",
-            job->job_id, job->backend_id, d->logs_wait_ms);
+    sy_info(LOG, "job %s: no log files for step %s after %lld ms; ending without them", job->job_id,
+            job->backend_id, d->logs_wait_ms);
     return SY_OK;
 }
 
@@ -510,8 +513,7 @@ static sy_err_code_t emr_resume(void *dv, sy_job_t *job, sy_err_t *err)
     return SY_OK;
 }
 
-static sy_err_code_t emr_poll(void *dv, sy_job_t *const *jobs, size_t n, int wait_ms,
-                              sy_err_t *err)
+static sy_err_code_t emr_poll(void *dv, sy_job_t *const *jobs, size_t n, int wait_ms, sy_err_t *err)
 {
     emr_driver_t *d = dv;
     long long now = sy_time_mono_ms();

@@ -7,10 +7,14 @@
 #define EMR_MAX_STRING 10240 /* every HadoopJarStep string, per EMR's API */
 
 static const char *const state_names[] = {
-    [SY_EMR_UNKNOWN] = "UNKNOWN",     [SY_EMR_PENDING] = "PENDING",
-    [SY_EMR_CANCEL_PENDING] = "CANCEL_PENDING", [SY_EMR_RUNNING] = "RUNNING",
-    [SY_EMR_COMPLETED] = "COMPLETED", [SY_EMR_CANCELLED] = "CANCELLED",
-    [SY_EMR_FAILED] = "FAILED",       [SY_EMR_INTERRUPTED] = "INTERRUPTED",
+    [SY_EMR_UNKNOWN] = "UNKNOWN",
+    [SY_EMR_PENDING] = "PENDING",
+    [SY_EMR_CANCEL_PENDING] = "CANCEL_PENDING",
+    [SY_EMR_RUNNING] = "RUNNING",
+    [SY_EMR_COMPLETED] = "COMPLETED",
+    [SY_EMR_CANCELLED] = "CANCELLED",
+    [SY_EMR_FAILED] = "FAILED",
+    [SY_EMR_INTERRUPTED] = "INTERRUPTED",
 };
 
 sy_emr_step_state_t sy_emr_step_state_parse(const char *s)
@@ -59,11 +63,9 @@ static sy_err_code_t push_property(json_t *props, const char *key, size_t key_le
         return too_long("a step property", err);
     json_t *kv = json_object();
     if (!kv || json_object_set_new(kv, "Key", json_stringn(key, key_len)) ||
-        json_object_set_new(kv, "Value", json_string(value)) ||
-        json_array_append_new(props, kv)) {
-        return sy_err_set(err, SY_ERR_INVALID_ARG, false,
-                          "step property %.*s is not valid UTF-8", (int)(key_len > 64 ? 64 : key_len),
-                          key);
+        json_object_set_new(kv, "Value", json_string(value)) || json_array_append_new(props, kv)) {
+        return sy_err_set(err, SY_ERR_INVALID_ARG, false, "step property %.*s is not valid UTF-8",
+                          (int)(key_len > 64 ? 64 : key_len), key);
     }
     return SY_OK;
 }
@@ -205,7 +207,8 @@ void sy_emr_apply_step(const sy_emr_step_t *step, sy_job_t *job)
         const char *msg = *step->failure_message ? step->failure_message : step->state_message;
         sy_job_end(job, SY_JOB_FAILED, "STEP_FAILED", "step %s failed%s%s%s%s%s%s", step->id,
                    *step->failure_reason ? ": " : "", step->failure_reason, *msg ? ": " : "", msg,
-                   *step->failure_log ? " (log: " : "", *step->failure_log ? step->failure_log : "");
+                   *step->failure_log ? " (log: " : "",
+                   *step->failure_log ? step->failure_log : "");
         if (*step->failure_log)
             strncat(job->message, ")", sizeof(job->message) - strlen(job->message) - 1);
         break;

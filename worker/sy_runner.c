@@ -65,6 +65,7 @@ typedef struct rjob {
     int fetch_tries;
     long long checked_at; /* monotonic ms of the last ownership check */
     bool done;            /* let go at the end of this round */
+    bool claimed;         /* claimed by this worker (not taken over) */
     struct rjob *next;
 } rjob_t;
 
@@ -84,14 +85,14 @@ static void set_str(char **field, const char *value)
 
 typedef enum msg_type { M_ADD, M_KILL, M_DROP, M_STOP } msg_type_t;
 
+/* A message to the runner. Small on purpose: a backlog of thousands of jobs can sit in the
+ * inbox at once, and what it held would stay behind as heap fragments. */
 typedef struct msg {
     msg_type_t type;
-    sy_job_t *job;
-    sy_ledger_row_t row;
-    bool claimed;
-    char job_id[129];
-    char reason[512];
-    char topic[256];
+    struct rjob *rj; /* M_ADD: the job, made from its ledger row by the sender */
+    char *job_id;    /* M_KILL (malloc'd, as reason and topic) */
+    char *reason;    /* M_KILL, M_STOP */
+    char *topic;     /* M_DROP */
     int32_t *parts;
     size_t n_parts;
     bool done; /* M_DROP: the runner has let go (the sender frees the message) */
@@ -573,18 +574,38 @@ static void step(sy_runner_t *r, rjob_t *rj, long long now)
 
 /* ---- jobs in and out ------------------------------------------------------------------------- */
 
-static void release(sy_runner_t *r, rjob_t *rj)
+/* Frees a job the runner no longer holds (its driver state already forgotten). NULL-safe. */
+static void free_rjob(rjob_t *rj)
 {
-    if (rj->job->driver_data && r->drv)
-        r->ops->forget(r->drv, rj->job);
-    push_event(r, SY_RUNNER_RELEASED, rj);
+    if (!rj)
+        return;
     sy_emit_track_release(rj->track);
     sy_job_destroy(rj->job);
     free(rj->message);
     free(rj->kill_reason);
     free(rj->topic);
     free(rj);
+}
+
+static void release(sy_runner_t *r, rjob_t *rj)
+{
+    if (rj->job->driver_data && r->drv)
+        r->ops->forget(r->drv, rj->job);
+    push_event(r, SY_RUNNER_RELEASED, rj);
+    free_rjob(rj);
     atomic_fetch_sub(&r->n_jobs, 1);
+}
+
+static void free_msg(msg_t *m)
+{
+    if (!m)
+        return;
+    free_rjob(m->rj);
+    free(m->job_id);
+    free(m->reason);
+    free(m->topic);
+    free(m->parts);
+    free(m);
 }
 
 static rjob_t *find(sy_runner_t *r, const char *job_id)
@@ -595,26 +616,25 @@ static rjob_t *find(sy_runner_t *r, const char *job_id)
     return NULL;
 }
 
-static void add_job(sy_runner_t *r, msg_t *m)
+/* A job in the runner's hands, from its ledger row (any thread: nothing shared is touched).
+ * NULL when out of memory (job is then destroyed). */
+static rjob_t *prepare(sy_job_t *job, const sy_ledger_row_t *row, bool claimed, long long log_max)
 {
-    const sy_ledger_row_t *row = &m->row;
     rjob_t *rj = calloc(1, sizeof(*rj));
-    sy_job_t *job = m->job;
-    m->job = NULL; /* now owned by rj */
     if (!rj || !(rj->track = sy_emit_track_new())) {
         sy_error("worker", "out of memory: job %s not taken", job->job_id);
         free(rj);
         sy_job_destroy(job);
-        atomic_fetch_sub(&r->n_jobs, 1);
-        return;
+        return NULL;
     }
     rj->job = job;
     job->runner_data = rj;
+    rj->claimed = claimed;
     rj->state = row->state;
     rj->event_state = row->state == SY_JOB_SUBMITTING ? SY_JOB_CLAIMED : row->state;
     rj->last_seq = row->next_seq - 1;
     rj->saved_seq = row->emitted_seq;
-    rj->sent_seq = m->claimed ? 0 : row->emitted_seq;
+    rj->sent_seq = claimed ? 0 : row->emitted_seq;
     rj->has_exit_code = row->has_exit_code;
     rj->exit_code = row->exit_code;
     snprintf(rj->failure_reason, sizeof(rj->failure_reason), "%s", row->failure_reason);
@@ -630,7 +650,7 @@ static void add_job(sy_runner_t *r, msg_t *m)
     rj->offset = row->source_offset;
     job->logs = row->logs;
     snprintf(job->backend_id, sizeof(job->backend_id), "%s", row->backend_id);
-    rj->capped = sy_ledger_logs_total(&job->logs) >= r->log_max;
+    rj->capped = sy_ledger_logs_total(&job->logs) >= log_max;
     switch (row->state) {
     case SY_JOB_CLAIMED:
         rj->stage = ST_SUBMIT;
@@ -649,9 +669,16 @@ static void add_job(sy_runner_t *r, msg_t *m)
         rj->durable_sent = true;
         break;
     }
-    if (!m->claimed)
-        sy_info("worker", "job %s: taken over in state %s (seq %lld)", job->job_id,
-                sy_job_state_name(row->state), rj->last_seq);
+    return rj;
+}
+
+static void add_job(sy_runner_t *r, msg_t *m)
+{
+    rjob_t *rj = m->rj;
+    m->rj = NULL; /* now on the runner's list */
+    if (!rj->claimed)
+        sy_info("worker", "job %s: taken over in state %s (seq %lld)", rj->job->job_id,
+                sy_job_state_name(rj->state), rj->last_seq);
     rj->next = r->jobs;
     r->jobs = rj;
     if (r->stopping && rj->stage <= ST_RESUME)
@@ -738,8 +765,7 @@ static void process_inbox(sy_runner_t *r)
             m->done = true;
             pthread_mutex_unlock(&r->lock);
         } else {
-            sy_job_destroy(m->job);
-            free(m);
+            free_msg(m);
         }
     }
     if (dropped) {
@@ -931,11 +957,11 @@ void sy_runner_add(sy_runner_t *r, sy_job_t *job, const sy_ledger_row_t *row, bo
         sy_job_destroy(job);
         return;
     }
+    if (!(m->rj = prepare(job, row, claimed, r->log_max))) {
+        free(m);
+        return;
+    }
     m->type = M_ADD;
-    m->job = job;
-    m->row = *row;
-    m->row.routed_job = NULL; /* not ours */
-    m->claimed = claimed;
     atomic_fetch_add(&r->n_jobs, 1);
     post(r, m);
 }
@@ -946,8 +972,10 @@ void sy_runner_kill(sy_runner_t *r, const char *job_id, const char *reason)
     if (!m)
         return;
     m->type = M_KILL;
-    snprintf(m->job_id, sizeof(m->job_id), "%s", job_id);
-    snprintf(m->reason, sizeof(m->reason), "%s", reason ? reason : "");
+    if (!(m->job_id = strdup(job_id)) || !(m->reason = strdup(reason ? reason : ""))) {
+        free_msg(m);
+        return;
+    }
     post(r, m);
 }
 
@@ -960,7 +988,11 @@ void sy_runner_drop(sy_runner_t *r, const char *topic, const int32_t *parts, siz
         return;
     }
     m->type = M_DROP;
-    snprintf(m->topic, sizeof(m->topic), "%s", topic);
+    if (!(m->topic = strdup(topic))) {
+        free_msg(m);
+        sy_error("worker", "out of memory: cannot let go of jobs of %s", topic);
+        return;
+    }
     memcpy(m->parts, parts, n * sizeof(int32_t));
     m->n_parts = n;
     post(r, m);
@@ -968,8 +1000,7 @@ void sy_runner_drop(sy_runner_t *r, const char *topic, const int32_t *parts, siz
     while (!m->done)
         pthread_cond_wait(&r->cond, &r->lock);
     pthread_mutex_unlock(&r->lock);
-    free(m->parts);
-    free(m);
+    free_msg(m);
 }
 
 void sy_runner_stop_jobs(sy_runner_t *r, const char *reason)
@@ -978,6 +1009,9 @@ void sy_runner_stop_jobs(sy_runner_t *r, const char *reason)
     if (!m)
         return;
     m->type = M_STOP;
-    snprintf(m->reason, sizeof(m->reason), "%s", reason);
+    if (!(m->reason = strdup(reason ? reason : ""))) {
+        free_msg(m);
+        return;
+    }
     post(r, m);
 }

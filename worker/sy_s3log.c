@@ -163,8 +163,8 @@ static void remember(sy_s3log_t *l, const sy_aws_s3_object_t *o)
 
 /* Hands data[0..len) at stream position pos to the sink, skipping what job->logs already has.
  * Returns false when the sink is full (the caller stops and comes back later). */
-static bool deliver(const sy_driver_host_t *host, sy_job_t *job, const char *stream,
-                    long long pos, const char *data, size_t len)
+static bool deliver(const sy_driver_host_t *host, sy_job_t *job, const char *stream, long long pos,
+                    const char *data, size_t len)
 {
     long long have = sy_ledger_logs_get(&job->logs, stream);
     if (pos + (long long)len <= have)
@@ -200,7 +200,8 @@ static sy_err_code_t read_plain(sy_s3log_t *l, sy_aws_t *aws, const sy_driver_ho
         if (pos >= o->size)
             return SY_OK;
         sy_aws_s3_data_t d;
-        sy_err_code_t rc = sy_aws_s3_get(aws, l->bucket, o->key, pos, SY_S3LOG_RANGE_BYTES, &d, err);
+        sy_err_code_t rc =
+            sy_aws_s3_get(aws, l->bucket, o->key, pos, SY_S3LOG_RANGE_BYTES, &d, err);
         if (rc != SY_OK)
             return rc;
         bool ok = deliver(host, job, stream, pos, d.data, d.len);
@@ -260,8 +261,8 @@ static sy_err_code_t read_gzip(sy_s3log_t *l, sy_aws_t *aws, const sy_driver_hos
                 if (inflateReset(&z) != Z_OK)
                     done = true;
             } else if (zr != Z_OK && zr != Z_BUF_ERROR) {
-                rc = sy_err_set(err, SY_ERR_IO, false, "s3://%s/%s: not valid gzip (%s)",
-                                l->bucket, o->key, z.msg ? z.msg : "inflate failed");
+                rc = sy_err_set(err, SY_ERR_IO, false, "s3://%s/%s: not valid gzip (%s)", l->bucket,
+                                o->key, z.msg ? z.msg : "inflate failed");
                 done = true;
             } else if (zr == Z_BUF_ERROR && !produced) {
                 break; /* needs more input */
@@ -289,7 +290,8 @@ sy_err_code_t sy_s3log_fetch(sy_s3log_t *l, sy_aws_t *aws, const sy_driver_host_
             const sy_aws_s3_object_t *o = &page.objects[i];
             char stream[SY_LEDGER_STREAM_NAME_MAX];
             bool gz;
-            if (strlen(o->key) >= MAX_KEY_SIZE || !stream_of(l, o->key, stream, sizeof(stream), &gz))
+            if (strlen(o->key) >= MAX_KEY_SIZE ||
+                !stream_of(l, o->key, stream, sizeof(stream), &gz))
                 continue;
             if (found)
                 *found = true;

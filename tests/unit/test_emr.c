@@ -17,9 +17,10 @@ static json_t *parse(const char *s)
 static void test_build_step(void)
 {
     sy_err_t err = SY_ERR_INIT;
-    json_t *spec = parse("{\"jar\": \"command-runner.jar\", \"args\": [\"spark-submit\", \"--deploy-mode\","
-                         " \"cluster\"], \"main_class\": \"org.Main\", \"properties\": {\"a\": \"1\"},"
-                         " \"action_on_failure\": \"CANCEL_AND_WAIT\"}");
+    json_t *spec =
+        parse("{\"jar\": \"command-runner.jar\", \"args\": [\"spark-submit\", \"--deploy-mode\","
+              " \"cluster\"], \"main_class\": \"org.Main\", \"properties\": {\"a\": \"1\"},"
+              " \"action_on_failure\": \"CANCEL_AND_WAIT\"}");
     sy_job_t *job = sy_job_new("job-42");
     CHECK(sy_job_add_arg(job, "s3://b/x.py", &err) == SY_OK);
     CHECK(sy_job_add_arg(job, "$(reboot); `id`", &err) == SY_OK);
@@ -95,8 +96,9 @@ static void test_parse_steps(void)
     sy_job_t *job = sy_job_new("j");
     sy_emr_apply_step(&steps[0], job);
     CHECK(job->phase == SY_PHASE_RUNNING);
-    resp = parse("{\"Steps\": [{\"Id\": \"s-2\", \"Status\": {\"State\": \"FAILED\", \"FailureDetails\":"
-                 " {\"Reason\": \"Step failed\", \"Message\": \"exit 1\", \"LogFile\": \"s3://x\"}}}]}");
+    resp = parse(
+        "{\"Steps\": [{\"Id\": \"s-2\", \"Status\": {\"State\": \"FAILED\", \"FailureDetails\":"
+        " {\"Reason\": \"Step failed\", \"Message\": \"exit 1\", \"LogFile\": \"s3://x\"}}}]}");
     CHECK(sy_emr_parse_steps(resp, steps, 4, &n, marker, sizeof(marker), &err) == SY_OK);
     CHECK_STR(marker, "");
     sy_emr_apply_step(&steps[0], job);
@@ -134,8 +136,9 @@ static void test_log_uri(void)
     CHECK(!sy_s3log_parse_uri("https://bucket/x", b, sizeof(b), p, sizeof(p)));
     CHECK(!sy_s3log_parse_uri("s3:///x", b, sizeof(b), p, sizeof(p)));
     CHECK(!sy_s3log_parse_uri(NULL, b, sizeof(b), p, sizeof(p)));
-    CHECK(!sy_s3log_parse_uri("s3://b/0123456789012345678901234567890123456789012345678901234567890123456789",
-                              b, sizeof(b), p, sizeof(p)));
+    CHECK(!sy_s3log_parse_uri(
+        "s3://b/0123456789012345678901234567890123456789012345678901234567890123456789", b,
+        sizeof(b), p, sizeof(p)));
 }
 
 int main(void)
