@@ -8,6 +8,7 @@
 /* One line per driver. */
 static const sy_driver_ops_t *const drivers[] = {
     &sy_driver_local,
+    &sy_driver_emr_eks,
 };
 
 const sy_driver_ops_t *sy_driver_find(const char *backend_kind)
