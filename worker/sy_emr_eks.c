@@ -375,38 +375,56 @@ static json_t *spark_defaults(json_t *overrides, sy_err_t *err)
     return props;
 }
 
-/* Sets NAME for the driver and the executors. false when out of memory. */
-static bool put_env(json_t *props, const char *name, size_t name_len, const char *value)
+/* A JSON string of s, or NULL with err filled (what: for the message). */
+static json_t *text(const char *s, const char *what, sy_err_t *err)
+{
+    json_t *v = json_string(s);
+    if (!v) /* (or memory ran out, which the message does not tell apart) */
+        sy_err_set(err, SY_ERR_INVALID_ARG, false, "%s is not valid UTF-8", what);
+    return v;
+}
+
+/* Sets NAME for the driver and the executors. */
+static sy_err_code_t put_env(json_t *props, const char *name, size_t name_len, const char *value,
+                             sy_err_t *err)
 {
     char key[512];
     static const char *const prefixes[] = {"spark.kubernetes.driverEnv.", "spark.executorEnv."};
     for (int i = 0; i < 2; i++) {
         snprintf(key, sizeof(key), "%s%.*s", prefixes[i], (int)name_len, name);
-        if (json_object_set_new(props, key, json_string(value)))
-            return false;
+        json_t *v = text(value, "an environment value", err);
+        if (!v)
+            return SY_ERR_INVALID_ARG;
+        if (json_object_set_new(props, key, v)) /* also a key that is not UTF-8 */
+            return sy_err_set(err, SY_ERR_INVALID_ARG, false, "environment name %.*s is not usable",
+                              (int)name_len, name);
     }
-    return true;
+    return SY_OK;
 }
 
 static sy_err_code_t add_env(const sy_job_t *job, json_t *overrides, sy_err_t *err)
 {
     json_t *props = spark_defaults(overrides, err);
     char attempt[16];
+    sy_err_code_t rc = SY_OK;
     if (!props)
         return err ? err->code : SY_ERR_INVALID_ARG;
-    bool ok = true;
-    for (size_t i = 0; ok && i < job->n_env; i++) {
+    for (size_t i = 0; rc == SY_OK && i < job->n_env; i++) {
         const char *eq = strchr(job->env[i], '=');
         size_t n = eq ? (size_t)(eq - job->env[i]) : strlen(job->env[i]);
         if (n == 0 || n > 256)
             continue; /* not a name (the router only routes [A-Za-z_][A-Za-z0-9_]*) */
-        ok = put_env(props, job->env[i], n, eq ? eq + 1 : "");
+        rc = put_env(props, job->env[i], n, eq ? eq + 1 : "", err);
     }
     snprintf(attempt, sizeof(attempt), "%d", job->attempt);
-    ok = ok && put_env(props, "SWITCHYARD_JOB_ID", 17, job->job_id) &&
-         put_env(props, "SWITCHYARD_ATTEMPT", 18, attempt) &&
-         put_env(props, "SWITCHYARD_CLUSTER", 18, job->cluster_name ? job->cluster_name : "");
-    return ok ? SY_OK : sy_err_set(err, SY_ERR_NOMEM, false, "out of memory");
+    if (rc == SY_OK)
+        rc = put_env(props, "SWITCHYARD_JOB_ID", 17, job->job_id, err);
+    if (rc == SY_OK)
+        rc = put_env(props, "SWITCHYARD_ATTEMPT", 18, attempt, err);
+    if (rc == SY_OK)
+        rc = put_env(props, "SWITCHYARD_CLUSTER", 18, job->cluster_name ? job->cluster_name : "",
+                     err);
+    return rc;
 }
 
 sy_err_code_t sy_emr_eks_start_request(const sy_job_t *job, const char *ns, json_t **body,
@@ -455,11 +473,16 @@ sy_err_code_t sy_emr_eks_start_request(const sy_job_t *job, const char *ns, json
         }
         json_array_append(args, a);
     }
-    for (i = 0; i < job->n_args; i++)
-        json_array_append_new(args, json_string(job->args[i]));
-    if (json_array_size(args) != json_array_size(tmpl) + job->n_args) {
-        rc = sy_err_set(err, SY_ERR_NOMEM, false, "out of memory");
-        goto out;
+    for (i = 0; i < job->n_args; i++) {
+        json_t *v = text(job->args[i], "an argument", err);
+        if (!v) {
+            rc = SY_ERR_INVALID_ARG;
+            goto out;
+        }
+        if (json_array_append_new(args, v)) {
+            rc = sy_err_set(err, SY_ERR_NOMEM, false, "out of memory");
+            goto out;
+        }
     }
     if ((rc = add_env(job, overrides, err)) != SY_OK)
         goto out;

@@ -13,7 +13,7 @@ job run), resubmission after a worker SIGKILL between the recorded intent and th
 id (exactly ONE job run in moto), the Spark driver's stdout/stderr from CloudWatch Logs while the
 run is RUNNING, in order, across a SIGKILL and restart of the worker mid-stream (no duplicate, no
 loss, at the Kafka level and in `submit --wait`'s output), and one worker process serving an
-emr-eks and a local cluster at once."""
+emr-eks and a local cluster at once. moto verifies every request's SigV4 signature throughout."""
 import json
 import os
 import signal
@@ -469,7 +469,10 @@ def main():
     tmp = tempfile.mkdtemp(prefix="sy-itest-eks-")
     st, w = Stack(env, tmp), None
     r = sylib.Runner()
+    auth_before = requests.get(f"{C}/control/auth", timeout=10).json()["enabled"]
     try:
+        # moto checks every signature (the worker's and boto3's) for the whole test
+        requests.post(f"{C}/control/auth", json={"enabled": True}, timeout=10)
         aws = Aws(env.ns)
         region = os.environ.get("AWS_REGION", "us-east-1")
         env.cli("clusters", "add", "eks", "--kind", "emr-eks", "--address", aws.vc,
@@ -497,8 +500,23 @@ def main():
         if w:
             w.close()
         env.close()
+        requests.post(f"{C}/control/auth", json={"enabled": auth_before}, timeout=10)
         print(f"logs in {tmp}", flush=True)
+    r.run(test_clean_exit, st, tmp)
     r.done()
+
+
+def test_clean_exit(st, tmp):
+    """The last worker stopped cleanly on SIGTERM, and no worker printed a sanitizer report
+    (the ASan build runs this test too)."""
+    assert st.worker.returncode == 0, st.worker.returncode
+    for name in sorted(os.listdir(tmp)):
+        if name.startswith("worker") and name.endswith(".log"):
+            with open(os.path.join(tmp, name), errors="replace") as f:
+                text = f.read()
+            for marker in ("Sanitizer", "runtime error:"):
+                assert marker not in text, f"{name}: {marker}"
+
 
 
 if __name__ == "__main__":

@@ -392,6 +392,19 @@ static void test_request(void)
         CHECK(strstr(e.msg, bad[i].needle) != NULL);
         sy_job_destroy(job);
     }
+    /* a request whose argument or environment value is not UTF-8: refused, named */
+    job = eks_job("{\"release_label\": \"emr-7\", \"execution_role_arn\": \"a\","
+                  " \"entry_point\": \"e\"}");
+    sy_job_add_arg(job, "caf\xe9", &err);
+    CHECK(sy_emr_eks_start_request(job, "ns", &body, &err) == SY_ERR_INVALID_ARG && !body);
+    CHECK(strstr(err.msg, "argument is not valid UTF-8") != NULL);
+    sy_job_destroy(job);
+    job = eks_job("{\"release_label\": \"emr-7\", \"execution_role_arn\": \"a\","
+                  " \"entry_point\": \"e\"}");
+    sy_job_add_env(job, "BAD", "\xff", &err);
+    CHECK(sy_emr_eks_start_request(job, "ns", &body, &err) == SY_ERR_INVALID_ARG && !body);
+    CHECK(strstr(err.msg, "environment value is not valid UTF-8") != NULL);
+    sy_job_destroy(job);
     CHECK(sy_emr_eks_spec_logs("{\"configuration_overrides\": {\"monitoringConfiguration\":"
                                " {\"cloudWatchMonitoringConfiguration\": {\"logGroupName\": 5}}}}",
                                &logs, &err) == SY_ERR_INVALID_ARG);
