@@ -234,16 +234,24 @@ def test_success(env, st, w, aws, tmp):
     assert r["configurationOverrides"]["monitoringConfiguration"][
         "cloudWatchMonitoringConfiguration"]["logGroupName"] == aws.group
 
-    # One round per interval, whatever the runner does: 61+ active runs = 2 pages per round;
-    # a job run that stays active is never described.
+    # One round per interval however often the runner wakes the driver: six more jobs arrive
+    # meanwhile (each wakes the runner, which then spins every 20 ms until their statuses are
+    # acknowledged). 61+ active runs = 2 pages per round; a run that stays active is never
+    # described.
     before = calls()
+    t0 = time.time()
+    wakers = [Submit(env, tmp, job_id(env, f"waker-{i}"), "type:badrel") for i in range(6)]
     time.sleep(4.5)
     after = calls()
+    took = time.time() - t0
     lists, describes = call_delta(before, after, "ListJobRuns"), call_delta(before, after,
                                                                             "DescribeJobRun")
-    print(f"  4.5 s with one active job: {lists} ListJobRuns, {describes} DescribeJobRun",
-          flush=True)
-    assert 6 <= lists <= 12, lists
+    print(f"  {took:.1f} s with one active job and 6 arriving: {lists} ListJobRuns, "
+          f"{describes} DescribeJobRun", flush=True)
+    for k in wakers:
+        assert k.wait(60) == 10, k.err()  # they did reach the runner
+    assert 2 * int(took * 1000 / POLL_MS) - 2 <= lists <= 2 * (int(took * 1000 / POLL_MS) + 1), \
+        lists
     assert describes == 0, describes
 
     aws.move(run, "COMPLETED")
