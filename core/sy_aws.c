@@ -1300,3 +1300,47 @@ out:
     json_decref(resp);
     return rc;
 }
+
+sy_err_code_t sy_aws_logs_describe_streams(sy_aws_t *aws, const char *group, const char *prefix,
+                                           const char *token, int limit, json_t **streams,
+                                           char **next_token, sy_err_t *err)
+{
+    json_t *body = json_object(), *resp = NULL;
+    sy_err_code_t rc;
+    *streams = NULL;
+    *next_token = NULL;
+    if (!body)
+        return sy_err_set(err, SY_ERR_NOMEM, false, "out of memory");
+    json_object_set_new(body, "logGroupName", json_string(group));
+    if (prefix && *prefix)
+        json_object_set_new(body, "logStreamNamePrefix", json_string(prefix));
+    if (token)
+        json_object_set_new(body, "nextToken", json_string(token));
+    if (limit > 0)
+        json_object_set_new(body, "limit", json_integer(limit > 50 ? 50 : limit));
+    if ((rc = sy_aws_json_call(aws, "logs", "Logs_20140328.DescribeLogStreams", body, &resp,
+                               err)) != SY_OK)
+        goto out;
+    json_t *st = json_object_get(resp, "logStreams"); /* borrowed */
+    const char *next = json_string_value(json_object_get(resp, "nextToken"));
+    if (!st)
+        st = json_array(); /* an empty answer may leave the list out */
+    else
+        json_incref(st);
+    if (!json_is_array(st)) {
+        json_decref(st);
+        rc = sy_err_set(err, SY_ERR_AWS, false,
+                        "logs DescribeLogStreams: logStreams is not an array");
+        goto out;
+    }
+    if (next && *next && !(*next_token = strdup(next))) {
+        json_decref(st);
+        rc = sy_err_set(err, SY_ERR_NOMEM, false, "out of memory");
+        goto out;
+    }
+    *streams = st;
+out:
+    json_decref(body);
+    json_decref(resp);
+    return rc;
+}

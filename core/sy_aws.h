@@ -143,6 +143,16 @@ sy_err_code_t sy_aws_logs_get_events(sy_aws_t *aws, const char *group, const cha
                                      const char *token, int limit, json_t **events,
                                      char **next_token, sy_err_t *err);
 
+/* DescribeLogStreams of group: streams whose name starts with prefix (NULL or "" = all), in name
+ * order, at most limit (1-50; <= 0: the service default, 50) per page, continuing after token
+ * (a nextToken from an earlier call; NULL for the first page). *streams receives a new
+ * reference to the logStreams array ([{logStreamName, creationTime, ...}]), *next_token a
+ * malloc'd nextToken (caller frees), NULL on the last page. A missing group fails with SY_ERR_AWS
+ * "ResourceNotFoundException" (see sy_aws_last_error_code). */
+sy_err_code_t sy_aws_logs_describe_streams(sy_aws_t *aws, const char *group, const char *prefix,
+                                           const char *token, int limit, json_t **streams,
+                                           char **next_token, sy_err_t *err);
+
 /* ---- Errors and counters ---- */
 
 /* AWS error code ("ThrottlingException", "NoSuchKey", ...) and HTTP status of the last call on

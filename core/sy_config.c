@@ -80,11 +80,12 @@ static const sy_config_def_t config_table[] = {
     {"worker.poll.interval.ms", SY_CONF_INT, "10000", false,
      "How often a cluster's poller asks a remote backend (EMR, EMR on EKS) about its jobs"},
     {"worker.emr.logs.interval.ms", SY_CONF_INT, "300000", false,
-     "How often the step logs of a running EMR step are read from S3 (EMR uploads them every "
-     "few minutes); 0 = only when the step has ended"},
+     "How often the S3 logs of a running EMR step (or EMR-on-EKS job run logging to S3 only) are "
+     "read (EMR uploads them every few minutes); 0 = only when it has ended"},
     {"worker.emr.logs.wait.ms", SY_CONF_INT, "60000", false,
-     "After an EMR step ended, how long its terminal status waits for the step's log files to "
-     "appear in S3 before it is published without them"},
+     "After an EMR step (or an EMR-on-EKS job run logging to S3 only) ended, how long its "
+     "terminal status waits for its log files to appear in S3 before it is published without "
+     "them"},
     {"worker.heartbeat.ms", SY_CONF_INT, "5000", false,
      "How often a worker renews its session in the ledger's roster"},
     {"worker.lease.ms", SY_CONF_INT, "30000", false,

@@ -9,6 +9,7 @@
 static const sy_driver_ops_t *const drivers[] = {
     &sy_driver_local,
     &sy_driver_emr,
+    &sy_driver_emr_eks,
 };
 
 const sy_driver_ops_t *sy_driver_find(const char *backend_kind)

@@ -97,5 +97,6 @@ void sy_driver_wait(const sy_driver_host_t *host, int ms);
 /* The drivers (one file each). */
 extern const sy_driver_ops_t sy_driver_local;
 extern const sy_driver_ops_t sy_driver_emr;
+extern const sy_driver_ops_t sy_driver_emr_eks;
 
 #endif

@@ -23,6 +23,7 @@
 #define LEDGER_RETRY_MS  2000
 #define FETCH_LOGS_TRIES 10    /* a remote job's final log fetch, before ending without them */
 #define OWNER_CHECK_MS   10000 /* host-bound jobs re-assert their ownership this often */
+#define LOGS_SAVE_MS     1000  /* remote jobs record their acknowledged log positions this often */
 
 typedef enum stage {
     ST_SUBMIT, /* to submit (or reconcile first: needs_resume) */
@@ -63,7 +64,9 @@ typedef struct rjob {
     bool needs_resume; /* the backend may have it already: ask before submitting */
     bool capped;       /* past worker.log.max.bytes: output is dropped */
     int fetch_tries;
-    long long checked_at; /* monotonic ms of the last ownership check */
+    long long checked_at; /* monotonic ms of the last ownership check (host-bound jobs) or
+                             record of log positions (remote jobs) */
+    long long logs_saved; /* remote jobs: log bytes (all streams) the ledger has as published */
     bool done;            /* let go at the end of this round */
     bool claimed;         /* claimed by this worker (not taken over) */
     struct rjob *next;
@@ -447,6 +450,30 @@ static void step_resume(sy_runner_t *r, rjob_t *rj)
     rj->stage = ST_ACTIVE;
 }
 
+/* A remote job's driver publishes its logs while it runs (EMR on EKS from CloudWatch): record
+ * how far, so a new owner after a crash re-publishes little. Only positions Kafka acknowledged
+ * are recorded (nothing in flight for the job), so no output is skipped; what was published
+ * after the last record is published again at the same offsets, which consumers drop.
+ * false when the job was lost (it is let go). */
+static bool save_remote_logs(sy_runner_t *r, rjob_t *rj)
+{
+    sy_err_t err = SY_ERR_INIT;
+    long long total = sy_ledger_logs_total(&rj->job->logs);
+    if (total == rj->logs_saved || sy_emit_track_pending(rj->track) > 0)
+        return true;
+    sy_err_code_t rc = sy_ledger_save_logs(r->ledger, rj->job->job_id, &rj->job->logs, &err);
+    if (rc == SY_ERR_CONFLICT || rc == SY_ERR_NOT_FOUND) {
+        sy_warn("worker", "%s; letting go of it", err.msg);
+        rj->done = true;
+        return false;
+    }
+    if (rc == SY_OK)
+        rj->logs_saved = total;
+    else
+        sy_warn("worker", "job %s: recording log positions: %s", rj->job->job_id, err.msg);
+    return true;
+}
+
 static void step_active(sy_runner_t *r, rjob_t *rj)
 {
     sy_job_t *job = rj->job;
@@ -478,6 +505,11 @@ static void step_active(sy_runner_t *r, rjob_t *rj)
             rj->done = true;
             return;
         }
+    }
+    if (!r->ops->host_bound && now - rj->checked_at >= LOGS_SAVE_MS) {
+        rj->checked_at = now;
+        if (!save_remote_logs(r, rj))
+            return;
     }
     if (rj->kill != KILL_NONE && !rj->cancel_sent) {
         if (r->ops->cancel(r->drv, job, &err) == SY_OK) {
@@ -651,6 +683,7 @@ static rjob_t *prepare(sy_job_t *job, const sy_ledger_row_t *row, bool claimed, 
     job->logs = row->logs;
     snprintf(job->backend_id, sizeof(job->backend_id), "%s", row->backend_id);
     rj->capped = sy_ledger_logs_total(&job->logs) >= log_max;
+    rj->logs_saved = sy_ledger_logs_total(&job->logs);
     switch (row->state) {
     case SY_JOB_CLAIMED:
         rj->stage = ST_SUBMIT;

@@ -600,6 +600,35 @@ static void test_logs(sy_aws_t *aws)
     CHECK(sy_aws_logs_get_events(aws, "/no/such/group", "x", NULL, 0, &events, &next, &err) ==
           SY_ERR_AWS);
     CHECK_STR(sy_aws_last_error_code(aws), "ResourceNotFoundException");
+
+    /* DescribeLogStreams by prefix, two per page */
+    const char *names[] = {"p/a/stdout", "p/b/stderr", "p/b/stdout", "q/other"};
+    for (size_t i = 0; i < 4; i++)
+        json_decref(logs(aws, "CreateLogStream",
+                         json_pack("{s:s,s:s}", "logGroupName", group, "logStreamName", names[i])));
+    json_t *streams = NULL;
+    char *token = NULL;
+    size_t seen = 0;
+    int pages = 0;
+    do {
+        char *prev = token;
+        token = NULL;
+        CHECK(sy_aws_logs_describe_streams(aws, group, "p/", prev, 2, &streams, &token, &err) ==
+              SY_OK);
+        free(prev);
+        for (size_t i = 0; i < json_array_size(streams); i++, seen++)
+            CHECK_STR(
+                json_string_value(json_object_get(json_array_get(streams, i), "logStreamName")),
+                seen < 3 ? names[seen] : "?");
+        json_decref(streams);
+        streams = NULL;
+        pages++;
+    } while (token && pages < 5);
+    CHECK(seen == 3 && pages == 2);
+    CHECK(sy_aws_logs_describe_streams(aws, "/no/such/group", NULL, NULL, 0, &streams, &token,
+                                       &err) == SY_ERR_AWS);
+    CHECK_STR(sy_aws_last_error_code(aws), "ResourceNotFoundException");
+    CHECK(streams == NULL && token == NULL);
 }
 
 int main(void)
