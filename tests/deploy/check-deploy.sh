@@ -110,6 +110,7 @@ validator=$cache/bin/k8svalidate-$vhash
 if [ "$go_ok" = 1 ] && [ ! -x "$validator" ]; then
   echo "check-deploy: building k8svalidate (k8s.io/api and apimachinery from $vsrc/go.mod)"
   mkdir -p "$cache/bin"
+  rm -f "$cache"/bin/k8svalidate-* # builds of older sources
   (cd "$vsrc" && go build -mod=readonly -trimpath -o "$validator" .) || fail "go build $vsrc"
 fi
 
@@ -270,15 +271,22 @@ else
   echo "check-deploy: ok: $w stops within ${stop_s}s, after the worker's graces (${grace_ms} ms)"
 fi
 if [ -n "$bin" ]; then
-  vars=()
-  for l in "${host_env[@]}"; do [[ $l == SWITCHYARD_* ]] && vars+=("$l"); done
-  env -i "${vars[@]}" "$bin/switchyard" config > /dev/null 2> "$work/err" ||
-    fail "deploy/systemd/switchyard.env.example: switchyard config: $(cat "$work/err")"
-  env -i "${vars[@]}" "$bin/switchyard" -q -X bootstrap.servers=127.0.0.1:9 -X broker.timeout.ms=500 \
-    status check-deploy-probe > /dev/null 2>&1
-  rc=$?
-  [ "$rc" -eq 5 ] || fail "deploy/systemd/switchyard.env.example: switchyard status exited $rc, expected 5"
-  [ "$rc" -eq 5 ] && echo "check-deploy: ok: switchyard.env.example is accepted by switchyard config and librdkafka"
+  for u in "${units[@]}"; do
+    # What systemd gives the service: the unit's Environment= lines, then the EnvironmentFile.
+    vars=()
+    while IFS= read -r l; do vars+=("$l"); done < <(sed -n 's/^Environment=//p' "deploy/systemd/$u")
+    for l in "${host_env[@]}"; do [[ $l == SWITCHYARD_* ]] && vars+=("$l"); done
+    env -i "${vars[@]}" "$bin/switchyard" config > /dev/null 2> "$work/err" ||
+      fail "$u with switchyard.env.example: switchyard config: $(cat "$work/err")"
+    env -i "${vars[@]}" "$bin/switchyard" -q -X bootstrap.servers=127.0.0.1:9 -X broker.timeout.ms=500 \
+      status check-deploy-probe > /dev/null 2>&1
+    rc=$?
+    if [ "$rc" -eq 5 ]; then
+      echo "check-deploy: ok: $u's environment (${#vars[@]} variables) is accepted by switchyard config and librdkafka"
+    else
+      fail "$u with switchyard.env.example: switchyard status exited $rc, expected 5 (broker unreachable)"
+    fi
+  done
 fi
 step_done systemd
 
@@ -293,15 +301,15 @@ step_done emr
 
 # ---- self-test: every checker fails on a broken input -------------------------------------------
 step self-test
-expect_fail() { # expect_fail DESCRIPTION COMMAND...: the command must exit 1
-  local what=$1 rc
-  shift
+expect_fail() { # expect_fail DESCRIPTION REGEX COMMAND...: exit 1, and the output names the cause
+  local what=$1 want=$2 rc
+  shift 2
   "$@" > "$work/selftest.out" 2>&1
   rc=$?
-  if [ "$rc" -eq 1 ]; then
+  if [ "$rc" -eq 1 ] && grep -Eq -- "$want" "$work/selftest.out"; then
     echo "check-deploy: ok: fails as it should: $what"
   else
-    fail "self-test: $what: exit $rc, expected 1; output: $(tail -n 5 "$work/selftest.out")"
+    fail "self-test: $what: exit $rc (expected 1 with /$want/); output: $(tail -n 5 "$work/selftest.out")"
   fi
 }
 mutate() { # mutate FILE OUT OLD NEW: OUT is FILE with the first OLD replaced by NEW (OLD must occur)
@@ -317,34 +325,35 @@ EOF
 if [ -s "$work/overlay.yaml" ]; then
   m=$work/mutated.yaml
   mutate "$work/overlay.yaml" "$m" "readinessProbe:" "readinesProbe:" &&
-    expect_fail "k8svalidate: a misspelt Deployment field" validate "$m"
+    expect_fail "k8svalidate: a misspelt Deployment field" 'unknown field.*readinesProbe' validate "$m"
   mutate "$work/overlay.yaml" "$m" "  cooldownPeriod: 300" "  cooldownPeriod: 300
-  coolDownPeriod: 300" && expect_fail "k8svalidate: a field the ScaledObject CRD does not have" validate "$m"
+  coolDownPeriod: 300" && expect_fail "k8svalidate: a field the ScaledObject CRD does not have" 'spec.coolDownPeriod: unknown field' validate "$m"
   mutate "$work/overlay.yaml" "$m" "terminationGracePeriodSeconds: 60" "terminationGracePeriodSeconds: 20" &&
-    expect_fail "k8svalidate: a worker grace period shorter than its shutdown" validate "$m"
+    expect_fail "k8svalidate: a worker grace period shorter than its shutdown" 'terminationGracePeriodSeconds must be at least' validate "$m"
   mutate "$work/overlay.yaml" "$m" "consumerGroupFromEnv: SWITCHYARD_WORKER_GROUP_ID" \
-    "consumerGroupFromEnv: SWITCHYARD_WORKER_GROUP" && expect_fail "k8svalidate: a KEDA variable the worker lacks" validate "$m"
+    "consumerGroupFromEnv: SWITCHYARD_WORKER_GROUP" && expect_fail "k8svalidate: a KEDA variable the worker lacks" 'SWITCHYARD_WORKER_GROUP is not in the environment' validate "$m"
   mutate "$work/overlay.yaml" "$m" "- /usr/local/bin/switchyard-probe" "- /usr/local/bin/switchyard-probes" &&
-    expect_fail "k8svalidate: a probe command the image lacks" validate "$m"
+    expect_fail "k8svalidate: a probe command the image lacks" 'switchyard-probes is not in the image' validate "$m"
 fi
 mutate deploy/iam/switchyard-worker-policy.json "$work/policy.json" '"elasticmapreduce:ListSteps"' \
   '"elasticmapreduce:ListSteps", "elasticmapreduce:TerminateJobFlows"' &&
-  expect_fail "check-policy: a granted action no driver calls" deploy/iam/check-policy --policy "$work/policy.json"
+  expect_fail "check-policy: a granted action no driver calls" 'TerminateJobFlows is granted but no code calls it' deploy/iam/check-policy --policy "$work/policy.json"
 mutate deploy/iam/switchyard-worker-policy.json "$work/policy.json" \
   '"arn:aws:s3:::LOG_BUCKET/LOG_PREFIX/*"' '"*"' &&
-  expect_fail "check-policy: Resource *" deploy/iam/check-policy --policy "$work/policy.json"
+  expect_fail "check-policy: Resource *" "Resource '\\*': scope it" deploy/iam/check-policy --policy "$work/policy.json"
 mkdir -p "$work/fakerepo/worker"
 printf 'int f(void) { return sy_aws_json_call(a, "emr", "ElasticMapReduce.RunJobFlow", b, &r, e); }\n' \
   > "$work/fakerepo/worker/sy_driver_emr.c"
-expect_fail "check-policy: the code calls an action the policy lacks" \
+expect_fail "check-policy: the code calls an action the policy lacks" 'calls elasticmapreduce:RunJobFlow' \
   deploy/iam/check-policy --repo "$work/fakerepo"
 mkdir -p "$work/shrepo"
 # shellcheck disable=SC2016 # the $1 is meant for the script written, unexpanded
 printf '#!/bin/sh\nrm -rf $1/tmp\n' > "$work/shrepo/bad.sh"
-expect_fail "shellcheck-all: an unquoted variable" tests/deploy/shellcheck-all --repo "$work/shrepo"
+expect_fail "shellcheck-all: an unquoted variable" 'FAIL: bad.sh:2:.*SC2086' tests/deploy/shellcheck-all --repo "$work/shrepo"
 if [ -n "$bin" ]; then
   mutate deploy/docker/Dockerfile "$work/Dockerfile" " libpq5 " " " &&
     expect_fail "check-build: a runtime library missing from the runtime stage" \
+      'needs libpq.so.5 from libpq5, which the runtime stage does not install' \
       deploy/docker/check-build --dockerfile "$work/Dockerfile" --scratch "$cache/docker"
 fi
 step_done self-test

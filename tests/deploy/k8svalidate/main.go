@@ -526,10 +526,14 @@ func (v *validator) checkDeployments(envDir string) {
 		if len(ps.Containers) == 0 {
 			v.fail("%s: no containers", ref)
 		}
+		for i := range ps.InitContainers {
+			c := &ps.InitContainers[i]
+			v.checkContainer(ref+" initContainer "+c.Name, c, volumes, true)
+		}
 		for i := range ps.Containers {
 			c := &ps.Containers[i]
 			cref := ref + " container " + c.Name
-			v.checkContainer(cref, c, volumes)
+			v.checkContainer(cref, c, volumes, false)
 			env := v.envOf(d.Name+"-6d5f7c9b8-x7k2p", c)
 			if isWorker(c) {
 				need := (durationMs(env, "SWITCHYARD_WORKER_SHUTDOWN_GRACE_MS", 30000)+
@@ -591,7 +595,8 @@ func (v *validator) checkExec(cref, what string, argv []string) {
 	}
 }
 
-func (v *validator) checkContainer(cref string, c *corev1.Container, volumes map[string]bool) {
+// checkContainer: init containers get the same checks except probes (they have none).
+func (v *validator) checkContainer(cref string, c *corev1.Container, volumes map[string]bool, init bool) {
 	if c.Image == "" {
 		v.fail("%s: no image", cref)
 	} else if last := c.Image[strings.LastIndex(c.Image, "/")+1:]; !v.agnostic &&
@@ -633,6 +638,9 @@ func (v *validator) checkContainer(cref string, c *corev1.Container, volumes map
 		name  string
 		probe *corev1.Probe
 	}{{"livenessProbe", c.LivenessProbe}, {"readinessProbe", c.ReadinessProbe}} {
+		if init {
+			break
+		}
 		if p.probe == nil {
 			v.fail("%s: no %s", cref, p.name)
 			continue
