@@ -30,7 +30,7 @@
 #   TERMINATING / TERMINATED / TERMINATED_WITH_ERRORS -> status TERMINATED; still running (a
 #   reboot, or one master of several stopping) -> unchanged; unknown -> OUT_OF_SERVICE, so that no
 #   new job goes to a cluster that may be gone.
-# PostgreSQL unreachable: retried for up to 5 minutes at start, 1 minute at stop. A failed
+# PostgreSQL unreachable: retried for up to 5 minutes at start, 1 minute at stop (in all). A failed
 # registration fails the bootstrap action (and so the cluster), rather than leaving a cluster
 # running that receives no jobs.
 #
@@ -91,32 +91,32 @@ cli() {
   SWITCHYARD_DATABASE_URL=$url "$SY_EMR_CLI" -q "$@"
 }
 
-# cli_retry BUDGET_S ARGS...: retries while the database is unreachable (exit 5).
+# cli_retry ARGS...: retries while the database is unreachable (exit 5), until $deadline
+# (in $SECONDS). The unit's start and stop timeouts allow for the budget plus one more attempt.
 cli_retry() {
-  local budget=$1 waited=0 delay=2 rc
-  shift
+  local delay=2 rc
   while :; do
     rc=0
     cli "$@" || rc=$?
     [ "$rc" -eq 5 ] || return "$rc"
-    [ "$waited" -lt "$budget" ] || return "$rc"
+    [ $((SECONDS + delay)) -lt "$deadline" ] || return "$rc"
     log "PostgreSQL unreachable; retrying in ${delay}s"
     sleep "$delay"
-    waited=$((waited + delay))
     delay=$((delay < 30 ? delay * 2 : 30))
   done
 }
 
 registered_address() { # prints the address of $SY_EMR_NAME; exit status as `clusters show`
   local out rc=0
-  out=$(cli_retry "$1" clusters show "$SY_EMR_NAME") || rc=$?
+  out=$(cli_retry clusters show "$SY_EMR_NAME") || rc=$?
   [ "$rc" -eq 0 ] || return "$rc"
   awk '$1 == "address:" { print $2 }' <<<"$out"
 }
 
 do_start() {
   local addr rc=0 args
-  addr=$(registered_address "${SY_EMR_RETRY_S:-300}") || rc=$?
+  deadline=$((SECONDS + ${SY_EMR_RETRY_S:-300}))
+  addr=$(registered_address) || rc=$?
   case $rc in
     0)
       if [ "$addr" = "$SY_EMR_CLUSTER_ID" ]; then
@@ -132,14 +132,15 @@ do_start() {
     --region "$SY_EMR_REGION" --weight "$SY_EMR_WEIGHT" --max-concurrent "$SY_EMR_MAX_CONCURRENT"
     --status "$SY_EMR_STATUS")
   [ -z "$SY_EMR_TAGS" ] || args+=(--tags "$SY_EMR_TAGS")
-  cli_retry "${SY_EMR_RETRY_S:-300}" "${args[@]}" >/dev/null ||
+  cli_retry "${args[@]}" >/dev/null ||
     die "switchyard clusters add $SY_EMR_NAME failed"
   log "registered $SY_EMR_NAME ($SY_EMR_CLUSTER_ID, $SY_EMR_STATUS, tags ${SY_EMR_TAGS:-none})"
 }
 
 do_stop() {
   local addr rc=0 state status
-  addr=$(registered_address 60) || rc=$?
+  deadline=$((SECONDS + 60))
+  addr=$(registered_address) || rc=$?
   if [ "$rc" -eq 4 ]; then
     log "$SY_EMR_NAME is not registered; nothing to do"
     return 0
@@ -162,7 +163,7 @@ do_stop() {
       log "cannot tell the cluster's state (${state:-no answer}); taking it out of service"
       ;;
   esac
-  cli_retry 60 clusters set-status "$SY_EMR_NAME" "$status" >/dev/null ||
+  cli_retry clusters set-status "$SY_EMR_NAME" "$status" >/dev/null ||
     die "switchyard clusters set-status $SY_EMR_NAME $status failed"
   log "$SY_EMR_NAME ($SY_EMR_CLUSTER_ID) is now $status"
 }
@@ -240,8 +241,8 @@ RemainAfterExit=yes
 EnvironmentFile=$env_file
 ExecStart=$helper start
 ExecStop=$helper stop
-TimeoutStartSec=360
-TimeoutStopSec=120
+TimeoutStartSec=400
+TimeoutStopSec=150
 
 [Install]
 WantedBy=multi-user.target

@@ -122,7 +122,7 @@ fi
 
 # What systemd does with the unit: ExecStart/ExecStop with the EnvironmentFile.
 unit_run() {
-  env -i PATH="$PATH" STUB_STATE="$state" SY_EMR_RETRY_S=10 bash -c "set -a; . '$env_file'; set +a; exec '$helper' $1" 2>"$tmp/err"
+  env -i PATH="$PATH" STUB_STATE="$state" SY_EMR_RETRY_S="${retry_s:-10}" bash -c "set -a; . '$env_file'; set +a; exec '$helper' $1" 2>"$tmp/err"
 }
 reg=$state/registry/j-2AXXXXXXGAPLF
 
@@ -159,6 +159,14 @@ rm -f "$reg"
 echo 1 >"$state/db_down"
 unit_run start
 check "start retries an unreachable database: $(cat "$tmp/err")" test "$(cat "$reg" 2>/dev/null)" = "j-2AXXXXXXGAPLF UP env:prod,spark:3.5"
+
+# ... and gives up after its budget, failing the unit (and so the bootstrap action).
+rm -f "$reg"
+echo 99 >"$state/db_down"
+retry_s=3 unit_run start
+check "start fails once the database stays unreachable past the budget" test $? -eq 1
+check "... having registered nothing" test ! -e "$reg"
+: >"$state/db_down"
 
 # Every CLI call the script made, replayed against the real CLI with an unreachable database.
 replayed=0 args=()
