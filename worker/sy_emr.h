@@ -31,8 +31,10 @@ typedef struct sy_emr_step {
     char name[300];
     sy_emr_step_state_t state;
     double created_at; /* Status.Timeline.CreationDateTime, epoch seconds; 0 when absent */
-    char failure_reason[128], failure_message[512], failure_log[512]; /* FailureDetails */
-    char state_message[256];                                           /* StateChangeReason */
+    /* FailureDetails and StateChangeReason, cut to what a status message can show (a worker
+     * keeps a page of these per cluster) */
+    char failure_reason[96], failure_message[256], failure_log[256];
+    char state_message[160];
 } sy_emr_step_t;
 
 /* The state named s (EMR's spelling), SY_EMR_UNKNOWN for anything else (NULL included). */
