@@ -453,14 +453,25 @@ int sy_config_kafka_foreach(const sy_config_t *conf,
 static bool kafka_prop_is_secret(const char *prop)
 {
     return strstr(prop, "password") || strstr(prop, "secret") || strstr(prop, "sasl.username") ||
-           strstr(prop, "key.pem") || strstr(prop, "token");
+           strstr(prop, "key.pem") || strstr(prop, "token") || strstr(prop, "oauthbearer.config");
+}
+
+/* One "key = value" line: a secret setting as ***, any other value with what looks like a
+ * secret inside it masked too (a registry URL's user:password@, clientSecret=...). */
+static void dump_line(FILE *out, const char *prefix, const char *key, const char *value,
+                      bool secret)
+{
+    char *shown = secret && *value ? NULL : strdup(value);
+    if (shown)
+        sy_log_redact(shown);
+    fprintf(out, "%s%s = %s\n", prefix, key, shown ? shown : "***");
+    free(shown);
 }
 
 void sy_config_dump(const sy_config_t *conf, FILE *out)
 {
     for (size_t i = 0; i < N_KEYS; i++)
-        fprintf(out, "%s = %s\n", config_table[i].key,
-                config_table[i].secret && *conf->values[i] ? "***" : conf->values[i]);
+        dump_line(out, "", config_table[i].key, conf->values[i], config_table[i].secret);
     for (const kv_t *kv = conf->kafka; kv; kv = kv->next)
-        fprintf(out, "kafka.%s = %s\n", kv->key, kafka_prop_is_secret(kv->key) ? "***" : kv->value);
+        dump_line(out, "kafka.", kv->key, kv->value, kafka_prop_is_secret(kv->key));
 }

@@ -84,6 +84,27 @@ static bool connect_failure_retriable(const char *msg)
     return false;
 }
 
+/* Whether a failed connection attempt was refused — our password or role not accepted, or
+ * TLS not possible as the URL demands (the server's certificate not trusted or not for this
+ * host, no TLS on the server, a root certificate file missing) — rather than not answered.
+ * Such a failure is SY_ERR_AUTH: trying again will not help until the configuration changes. */
+static bool connect_failure_refused(const char *msg)
+{
+    static const char *const refused[] = {
+        "authentication failed", /* FATAL: password authentication failed for user "x" */
+        "pg_hba.conf",           /* FATAL: pg_hba.conf rejects ..., no pg_hba.conf entry */
+        "no password supplied",  /* fe_sendauth: the URL has no password, the server wants one */
+        "certificate",           /* SSL error: certificate verify failed; server certificate for
+                                  * "x" does not match host name "y"; root certificate file ... */
+        "does not support SSL",  /* sslmode=require against a server without TLS */
+        "alert",                 /* SSL error: tlsv1 alert ...: the server refused our TLS */
+        NULL};
+    for (const char *const *r = refused; *r; r++)
+        if (strstr(msg, *r))
+            return true;
+    return false;
+}
+
 sy_err_code_t sy_db_connect_to(const char *url, const char *dbname, int connect_timeout_s,
                                PGconn **out, sy_err_t *err)
 {
@@ -129,8 +150,11 @@ sy_err_code_t sy_db_connect_to(const char *url, const char *dbname, int connect_
     if (PQstatus(conn) != CONNECTION_OK) {
         snprintf(msg, sizeof(msg), "%s", PQerrorMessage(conn));
         scrub(msg, sizeof(msg), password, false);
-        rc = sy_err_set(err, SY_ERR_DATABASE, connect_failure_retriable(msg),
-                        "cannot connect to PostgreSQL: %s", msg);
+        if (connect_failure_refused(msg))
+            rc = sy_err_set(err, SY_ERR_AUTH, false, "PostgreSQL refused the connection: %s", msg);
+        else
+            rc = sy_err_set(err, SY_ERR_DATABASE, connect_failure_retriable(msg),
+                            "cannot connect to PostgreSQL: %s", msg);
         goto out;
     }
     PQsetNoticeProcessor(conn, notice_cb, NULL);

@@ -18,10 +18,12 @@
  * application_name=switchyard). An empty url is an SY_ERR_CONFIG error: we do not fall back to
  * libpq's PG* environment silently.
  * On success *out is a connected PGconn the caller owns (sy_db_close or PQfinish).
- * Errors never contain the connection string or the password. A failed attempt is
- * SY_ERR_DATABASE; err->retriable is true when the server did not answer (down, unreachable,
- * timeout) or is starting, stopping or full, false when it refused us for good (authentication,
- * unknown role or database). */
+ * Errors never contain the connection string or the password. A refused attempt — password or
+ * role not accepted (pg_hba.conf), or TLS as the URL's sslmode demands not possible (server
+ * certificate not trusted or not for this host, no TLS on the server) — is SY_ERR_AUTH, not
+ * retriable. Any other failed attempt is SY_ERR_DATABASE; err->retriable is true when the
+ * server did not answer (down, unreachable, timeout) or is starting, stopping or full, false
+ * when it refused us for another reason (unknown database). */
 sy_err_code_t sy_db_connect(const char *url, int connect_timeout_s, PGconn **out, sy_err_t *err);
 
 /* Like sy_db_connect, but to database dbname on the same server with the same credentials

@@ -81,6 +81,8 @@ const char *sy_err_code_name(sy_err_code_t code)
         return "aws";
     case SY_ERR_TIMEOUT:
         return "timeout";
+    case SY_ERR_AUTH:
+        return "auth";
     case SY_ERR_NOT_FOUND:
         return "not_found";
     case SY_ERR_CONFLICT:

@@ -24,6 +24,9 @@ typedef enum sy_err_code {
     SY_ERR_HTTP,
     SY_ERR_AWS,
     SY_ERR_TIMEOUT,
+    SY_ERR_AUTH, /* a service refused our credentials or certificate, or we did not trust its
+                  * certificate (Kafka SASL/TLS, PostgreSQL password/TLS): not retriable until
+                  * the configuration changes */
     SY_ERR_NOT_FOUND,
     SY_ERR_CONFLICT,
     SY_ERR_INTERNAL,

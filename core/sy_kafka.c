@@ -1,10 +1,90 @@
 /* sy_kafka: the one place Kafka clients are made. */
 #include "sy_kafka.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "sy_log.h"
+#include "sy_time.h"
+
+/* ---- refusals ------------------------------------------------------------------------------ */
+
+/* The last refusal any client of this process logged, and when (sy_time_mono_ms; 0 = none).
+ * Process-wide: every client of a process is made from the same kafka.* settings. */
+static pthread_mutex_t refusal_lock = PTHREAD_MUTEX_INITIALIZER;
+static char refusal_msg[300];
+static long long refusal_at_ms;
+
+/* librdkafka logs an identical broker failure at most once per 30 s (it counts the repeats it
+ * suppressed): a refusal still in force was logged at most this long before a wait began. */
+#define REFUSAL_REPEAT_MS 35000
+
+bool sy_kafka_is_refusal(const char *fac, const char *msg)
+{
+    /* Broker connection failures are logged under facility FAIL. What marks a refusal:
+     * "SASL authentication error: ... invalid credentials", "SASL PLAIN mechanism handshake
+     * failed: ... Unsupported SASL mechanism", "SSL handshake failed: ... certificate verify
+     * failed", and TLS alerts the broker sends when it rejects our certificate (or has none of
+     * ours): "... SSL routines::sslv3 alert bad certificate", "tlsv13 alert certificate
+     * required". A connection that is merely lost ("unexpected eof", "Connection refused",
+     * "Disconnected") is not one. */
+    static const char *const markers[] = {"SASL authentication",  "mechanism handshake failed",
+                                          "SSL handshake failed", "alert",
+                                          "certificate",          NULL};
+    if (!fac || !msg || strcmp(fac, "FAIL") != 0)
+        return false;
+    for (const char *const *m = markers; *m; m++)
+        if (strstr(msg, *m))
+            return true;
+    return false;
+}
+
+void sy_kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+    sy_log_rdkafka_cb(rk, level, fac, buf);
+    if (!sy_kafka_is_refusal(fac, buf))
+        return;
+    /* "[thrd:sasl_ssl://host:port/bootstrap]: sasl_ssl://host:port/bootstrap: SASL ... (after
+     * 326ms in state AUTH_REQ)" → from the broker's name on, without the timing */
+    const char *text = strstr(buf, "]: ");
+    text = text ? text + 3 : buf;
+    pthread_mutex_lock(&refusal_lock);
+    snprintf(refusal_msg, sizeof(refusal_msg), "%s", text);
+    char *after = strstr(refusal_msg, " (after ");
+    if (after)
+        *after = '\0';
+    refusal_at_ms = sy_time_mono_ms();
+    pthread_mutex_unlock(&refusal_lock);
+}
+
+bool sy_kafka_last_refusal(int waited_ms, char *buf, size_t size)
+{
+    bool found;
+    pthread_mutex_lock(&refusal_lock);
+    found = refusal_at_ms > 0 &&
+            sy_time_mono_ms() - refusal_at_ms <= (long long)waited_ms + REFUSAL_REPEAT_MS;
+    if (found && buf && size)
+        snprintf(buf, size, "%s", refusal_msg);
+    pthread_mutex_unlock(&refusal_lock);
+    return found;
+}
+
+void sy_kafka_explain(sy_err_t *err, int waited_ms)
+{
+    char why[sizeof(refusal_msg)], was[sizeof(err->msg)];
+    if (!err || !err->retriable || (err->code != SY_ERR_TIMEOUT && err->code != SY_ERR_KAFKA))
+        return;
+    if (!sy_kafka_last_refusal(waited_ms, why, sizeof(why)))
+        return;
+    snprintf(was, sizeof(was), "%s", err->msg);
+    sy_err_set(err, SY_ERR_AUTH, false,
+               "the Kafka broker refused the connection (authentication or TLS): %s; check "
+               "kafka.security.protocol, kafka.sasl.* and kafka.ssl.* (%s)",
+               why, was);
+}
+
+/* ---- clients ------------------------------------------------------------------------------- */
 
 static int conf_set(rd_kafka_conf_t *kc, const char *k, const char *v, sy_err_t *err)
 {
@@ -39,7 +119,7 @@ rd_kafka_t *sy_kafka_new(const sy_config_t *conf, sy_kafka_role_t role, const sy
     snprintf(client_id, sizeof(client_id), "%s%s%s", sy_config_get(conf, "client.id"),
              opts->client_id_suffix ? "-" : "",
              opts->client_id_suffix ? opts->client_id_suffix : "");
-    rd_kafka_conf_set_log_cb(kc, sy_log_rdkafka_cb);
+    rd_kafka_conf_set_log_cb(kc, sy_kafka_log_cb);
     if (conf_set(kc, "bootstrap.servers", sy_config_get(conf, "bootstrap.servers"), err) ||
         conf_set(kc, "client.id", client_id, err))
         goto fail;
@@ -120,6 +200,7 @@ rd_kafka_t *sy_kafka_new(const sy_config_t *conf, sy_kafka_role_t role, const sy
             sy_err_set(err, retriable ? SY_ERR_TIMEOUT : SY_ERR_KAFKA, retriable,
                        "init_transactions: %s", rd_kafka_error_string(e));
             rd_kafka_error_destroy(e);
+            sy_kafka_explain(err, (int)sy_config_get_int(conf, "broker.timeout.ms"));
             goto fail;
         }
     }
@@ -172,11 +253,15 @@ sy_err_code_t sy_kafka_ensure_topic_config(rd_kafka_t *rk, const char *topic, in
     ev = rd_kafka_queue_poll(q, timeout_ms + 1000);
     if (!ev) {
         rc = sy_err_set(err, SY_ERR_TIMEOUT, true, "create topic %s: timed out", topic);
+        sy_kafka_explain(err, timeout_ms);
+        rc = err ? err->code : rc;
         goto out;
     }
     if (rd_kafka_event_error(ev)) {
         rc = sy_err_set(err, SY_ERR_KAFKA, true, "create topic %s: %s", topic,
                         rd_kafka_event_error_string(ev));
+        sy_kafka_explain(err, timeout_ms);
+        rc = err ? err->code : rc;
         goto out;
     }
     size_t n;
@@ -209,6 +294,7 @@ int sy_kafka_partition_count(rd_kafka_t *rk, const char *topic, int timeout_ms, 
     if (e) {
         sy_err_set(err, e == RD_KAFKA_RESP_ERR__TIMED_OUT ? SY_ERR_TIMEOUT : SY_ERR_KAFKA, true,
                    "metadata for %s: %s", topic, rd_kafka_err2str(e));
+        sy_kafka_explain(err, timeout_ms);
         goto out;
     }
     if (md->topic_cnt != 1 || md->topics[0].err) {
@@ -230,8 +316,11 @@ sy_err_code_t sy_kafka_wait_broker(rd_kafka_t *rk, int timeout_ms, sy_err_t *err
     rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, NULL, &md, timeout_ms);
     if (md)
         rd_kafka_metadata_destroy(md);
-    if (e)
-        return sy_err_set(err, SY_ERR_TIMEOUT, true, "Kafka broker unreachable within %d ms: %s",
-                          timeout_ms, rd_kafka_err2str(e));
+    if (e) {
+        sy_err_set(err, SY_ERR_TIMEOUT, true, "Kafka broker unreachable within %d ms: %s",
+                   timeout_ms, rd_kafka_err2str(e));
+        sy_kafka_explain(err, timeout_ms);
+        return err ? err->code : SY_ERR_TIMEOUT;
+    }
     return SY_OK;
 }

@@ -69,4 +69,24 @@ int sy_kafka_partition_count(rd_kafka_t *rk, const char *topic, int timeout_ms, 
 /* Waits until the broker answers a metadata request or timeout_ms passes. */
 sy_err_code_t sy_kafka_wait_broker(rd_kafka_t *rk, int timeout_ms, sy_err_t *err);
 
+/* Refusals. A broker that refuses us — SASL authentication failed, our client certificate
+ * rejected or missing, its certificate not trusted — is retried by librdkafka like one that is
+ * down: requests just time out, and why is only in librdkafka's log. Every client made by
+ * sy_kafka_new logs through a callback that remembers the last refusal (process-wide).
+ *
+ * sy_kafka_explain: if err holds a retriable timeout or Kafka error of a wait that lasted
+ * waited_ms and a refusal was logged during it (or shortly before: librdkafka logs a repeated
+ * failure once per 30 s), err becomes a non-retriable SY_ERR_AUTH that quotes the refusal and
+ * keeps the original message in parentheses. Otherwise err is left as it is. NULL-safe.
+ * The functions in this module that wait for the broker call it already. */
+void sy_kafka_explain(sy_err_t *err, int waited_ms);
+/* The last refusal logged within waited_ms (+ the 30 s repeat interval) into buf; false if
+ * none. */
+bool sy_kafka_last_refusal(int waited_ms, char *buf, size_t size);
+/* Whether a librdkafka log line (facility fac, text msg) reports a refusal. */
+bool sy_kafka_is_refusal(const char *fac, const char *msg);
+/* The log callback of every client sy_kafka_new makes: the line goes to sy_log
+ * (sy_log_rdkafka_cb) and a refusal is remembered. librdkafka calls it from its threads. */
+void sy_kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf);
+
 #endif

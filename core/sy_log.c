@@ -45,10 +45,24 @@ int sy_log_format_parse(const char *s)
     return -1;
 }
 
-/* Words that mark the value after them (up to the next space, comma, quote or '&') as secret. */
+/* Words that mark the value after them as secret: key=value, key: value, "key": "value". An
+ * unquoted value ends at the next space, comma, quote, '&', ';' or newline; a value in single or
+ * double quotes (libpq's password='a b', JSON) at its closing quote, backslash escapes
+ * included. */
 static const char *secret_markers[] = {"password",      "passwd",     "secret",     "token",
                                        "authorization", "credential", "access_key", "accesskey",
                                        "sasl.username", NULL};
+
+/* Replaces [from, to) by "***", or by as many '*' as it had characters when fewer than three:
+ * the string never grows, so a buffer filled to its end stays in bounds. Returns the end of the
+ * stars. */
+static char *mask(char *from, char *to)
+{
+    size_t n = (size_t)(to - from), stars = n < 3 ? n : 3;
+    memset(from, '*', stars);
+    memmove(from + stars, to, strlen(to) + 1);
+    return from + stars;
+}
 
 void sy_log_redact(char *s)
 {
@@ -61,26 +75,33 @@ void sy_log_redact(char *s)
             /* skip the rest of the key (e.g. "password_file", "token\":") up to a separator */
             while (*q && (isalnum((unsigned char)*q) || *q == '_' || *q == '.' || *q == '-'))
                 q++;
-            while (*q == '"' || *q == ' ')
+            while (*q == '"' || *q == '\'' || *q == ' ')
                 q++;
             if (*q != '=' && *q != ':')
                 continue;
             q++;
-            while (*q == ' ' || *q == '"')
+            while (*q == ' ')
                 q++;
+            char quote = 0;
+            if (*q == '"' || *q == '\'') {
+                quote = *q;
+                q++;
+            }
             /* Basic/Bearer schemes: keep the scheme word, hide what follows */
             if (!strncasecmp(q, "Basic ", 6) || !strncasecmp(q, "Bearer ", 7))
                 q = strchr(q, ' ') + 1;
             char *end = q;
-            while (*end && *end != ' ' && *end != ',' && *end != '"' && *end != '&' &&
-                   *end != '\n' && *end != ';')
-                end++;
+            if (quote) {
+                while (*end && *end != quote)
+                    end += end[0] == '\\' && end[1] ? 2 : 1;
+            } else {
+                while (*end && *end != ' ' && *end != ',' && *end != '"' && *end != '\'' &&
+                       *end != '&' && *end != '\n' && *end != ';')
+                    end++;
+            }
             if (end == q)
                 continue;
-            size_t rest = strlen(end);
-            memcpy(q, "***", 3);
-            memmove(q + 3, end, rest + 1);
-            p = q + 2;
+            p = mask(q, end) - 1;
         }
     }
     /* URLs with userinfo: scheme://user:pass@host → scheme://user:***@host */
@@ -90,11 +111,7 @@ void sy_log_redact(char *s)
         char *colon = strchr(p + 3, ':');
         if (!at || (slash && slash < at) || !colon || colon > at)
             continue;
-        if (at - colon == 4 && !strncmp(colon + 1, "***", 3))
-            continue;
-        size_t rest = strlen(at);
-        memcpy(colon + 1, "***", 3);
-        memmove(colon + 4, at, rest + 1);
+        mask(colon + 1, at);
     }
 }
 

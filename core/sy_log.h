@@ -23,7 +23,7 @@ int sy_log_level_parse(const char *s);
 int sy_log_format_parse(const char *s);
 
 /* Writes one line to stderr. Values of keys that look like secrets (password, secret, token,
- * key=, Authorization) are replaced by "***" before printing. Thread-safe. */
+ * Authorization, ... see sy_log_redact) are replaced by "***" before printing. Thread-safe. */
 void sy_log_write(sy_log_level_t level, const char *component, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
@@ -37,7 +37,10 @@ void sy_log_write(sy_log_level_t level, const char *component, const char *fmt, 
 #define sy_info(component, ...)  sy_log(SY_LOG_INFO, component, __VA_ARGS__)
 #define sy_debug(component, ...) sy_log(SY_LOG_DEBUG, component, __VA_ARGS__)
 
-/* Redacts secrets in place in a NUL-terminated string (same rules as sy_log_write). */
+/* Redacts secrets in place in a NUL-terminated string (same rules as sy_log_write): the value
+ * after a key containing password, passwd, secret, token, authorization, credential,
+ * access_key/accesskey or sasl.username (key=value, key: value, quoted values whole), and the
+ * password of a URL's userinfo (scheme://user:pass@host). The string never gets longer. */
 void sy_log_redact(char *s);
 
 /* librdkafka log_cb: routes the client's logs through this module. */

@@ -13,6 +13,9 @@ enum {
     SY_EXIT_NOT_FOUND = 4,   /* the named cluster / command / job does not exist */
     SY_EXIT_UNAVAILABLE = 5, /* the database or Kafka broker (or another service) is unreachable */
     SY_EXIT_REGISTRY_UNAVAILABLE = 6, /* the Schema Registry is unreachable */
+    /* the Kafka broker or PostgreSQL refused our credentials or certificate, or we did not
+     * trust its certificate (SY_ERR_AUTH): retrying will not help until the config changes */
+    SY_EXIT_REFUSED = 7,
     /* submit --wait / logs -f: how the job ended (0 = SUCCEEDED) */
     SY_EXIT_JOB_FAILED = 10,
     SY_EXIT_JOB_KILLED = 11,

@@ -235,6 +235,8 @@ static int exit_code(const sy_err_t *err)
     case SY_ERR_DATABASE:
     case SY_ERR_TIMEOUT:
         return err->retriable ? SY_EXIT_UNAVAILABLE : SY_EXIT_ERROR;
+    case SY_ERR_AUTH:
+        return SY_EXIT_REFUSED;
     default:
         return SY_EXIT_ERROR;
     }

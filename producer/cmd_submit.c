@@ -27,6 +27,8 @@ static int exit_for_error(const sy_err_t *e)
         return SY_EXIT_NOT_FOUND;
     case SY_ERR_TIMEOUT:
         return SY_EXIT_UNAVAILABLE;
+    case SY_ERR_AUTH:
+        return SY_EXIT_REFUSED;
     case SY_ERR_REGISTRY:
         return e->retriable ? SY_EXIT_REGISTRY_UNAVAILABLE : SY_EXIT_ERROR;
     default:

@@ -291,11 +291,13 @@ static sy_err_code_t explain_timeout(sy_client_t *c, const char *topic, const ch
                           "topic %s does not exist (is the router running, with this "
                           "topic.namespace? it creates the topics)",
                           topic);
-    return sy_err_set(err, SY_ERR_TIMEOUT, true,
-                      "Kafka broker unreachable within %d ms (%s): no acknowledgement for job %s; "
-                      "it may or may not have been recorded, and sending it again with the same "
-                      "job id is safe",
-                      c->timeout_ms, sy_config_get(c->conf, "bootstrap.servers"), job_id);
+    sy_err_set(err, SY_ERR_TIMEOUT, true,
+               "Kafka broker unreachable within %d ms (%s): no acknowledgement for job %s; "
+               "it may or may not have been recorded, and sending it again with the same "
+               "job id is safe",
+               c->timeout_ms, sy_config_get(c->conf, "bootstrap.servers"), job_id);
+    sy_kafka_explain(err, c->timeout_ms); /* a refusal (SASL, TLS) is not a dead broker */
+    return err ? err->code : SY_ERR_TIMEOUT;
 }
 
 /* Encodes value (type) and hands it to librdkafka, keyed by key. p (heap) becomes the
@@ -479,10 +481,13 @@ sy_err_code_t sy_client_flush(sy_client_t *c, int timeout_ms, sy_err_t *err)
     if (timeout_ms < 0)
         timeout_ms = c->timeout_ms;
     rd_kafka_resp_err_t e = rd_kafka_flush(c->producer, timeout_ms);
-    if (e == RD_KAFKA_RESP_ERR__TIMED_OUT)
-        return sy_err_set(err, SY_ERR_TIMEOUT, true,
-                          "Kafka broker unreachable within %d ms: %d request(s) not acknowledged",
-                          timeout_ms, rd_kafka_outq_len(c->producer));
+    if (e == RD_KAFKA_RESP_ERR__TIMED_OUT) {
+        sy_err_set(err, SY_ERR_TIMEOUT, true,
+                   "Kafka broker unreachable within %d ms: %d request(s) not acknowledged",
+                   timeout_ms, rd_kafka_outq_len(c->producer));
+        sy_kafka_explain(err, timeout_ms);
+        return err ? err->code : SY_ERR_TIMEOUT;
+    }
     return SY_OK;
 }
 
@@ -789,6 +794,8 @@ static sy_err_code_t assign_from(follower_t *f, const char *topic, int32_t parti
         rc = sy_err_set(err, timeout ? SY_ERR_TIMEOUT : SY_ERR_KAFKA, timeout,
                         "%s%s[%d]: list offsets: %s", timeout ? "Kafka broker unreachable: " : "",
                         topic, partition, rd_kafka_err2str(e));
+        sy_kafka_explain(err, f->c->timeout_ms);
+        rc = err ? err->code : rc;
         goto out;
     }
     if (tp->offset < 0) /* nothing written at or after ts (before the end was taken) */

@@ -57,6 +57,20 @@ int main(void)
     CHECK(strstr(buf, "pw@") == NULL);
     CHECK(strstr(buf, "kafka.socket.timeout.ms = 1234") != NULL);
     free(buf);
+    /* ... also inside values that are not secret as a whole */
+    CHECK(sy_config_set(c2, "schema.registry.url", "https://reg:regpa55@r.example/apis", &err) ==
+          SY_OK);
+    CHECK(sy_config_set(c2, "kafka.sasl.oauthbearer.config", "principal=p clientSecret=cs3",
+                        &err) == SY_OK);
+    CHECK(sy_config_set(c2, "kafka.ssl.keystore.password", "st0re", &err) == SY_OK);
+    mem = open_memstream(&buf, &len);
+    sy_config_dump(c2, mem);
+    fclose(mem);
+    CHECK(strstr(buf, "regpa55") == NULL);
+    CHECK(strstr(buf, "schema.registry.url = https://reg:***@r.example/apis") != NULL);
+    CHECK(strstr(buf, "cs3") == NULL);
+    CHECK(strstr(buf, "st0re") == NULL);
+    free(buf);
 
     /* unknown SWITCHYARD_ variable named */
     char *bad_env[] = {"SWITCHYARD_BOOTSTRAP_SERVER=x", NULL};
