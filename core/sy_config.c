@@ -45,7 +45,7 @@ static const sy_config_def_t config_table[] = {
     {"router.selector", SY_CONF_STRING, "weighted", false,
      "How one cluster is picked among the matches: weighted (random by registry weight) or "
      "least-active (fewest jobs in flight)"},
-    {"router.batch.max", SY_CONF_INT, "500", false,
+    {"router.batch.max", SY_CONF_INT, "5000", false,
      "Most requests routed in one Kafka transaction"},
     {"router.batch.ms", SY_CONF_INT, "20", false,
      "Longest a router waits to fill a transaction before committing what it has"},

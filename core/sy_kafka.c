@@ -161,6 +161,9 @@ rd_kafka_t *sy_kafka_new(const sy_config_t *conf, sy_kafka_role_t role, const sy
              * within seconds, not librdkafka's default 5 minutes */
             conf_set(kc, "topic.metadata.refresh.interval.ms", "5000", err))
             goto fail;
+        if (opts->fetch_wait_max_ms &&
+            conf_set(kc, "fetch.wait.max.ms", opts->fetch_wait_max_ms, err))
+            goto fail;
         if (opts->rebalance_cb)
             rd_kafka_conf_set_rebalance_cb(kc, opts->rebalance_cb);
         break;

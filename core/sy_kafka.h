@@ -23,6 +23,9 @@ typedef struct sy_kafka_opts {
     bool read_committed;           /* CONSUMER: isolation.level=read_committed (default true) */
     const char *auto_offset_reset; /* CONSUMER: "earliest" (default) or "latest" */
     bool partition_eof;            /* CONSUMER: deliver RD_KAFKA_RESP_ERR__PARTITION_EOF events */
+    /* CONSUMER: a fetch.wait.max.ms default (NULL = librdkafka's 500): how long the broker holds
+     * a fetch that finds no new data. Short for a consumer that reads to the end and stops. */
+    const char *fetch_wait_max_ms;
     /* CONSUMER: optional rebalance callback; NULL = librdkafka's default assign/unassign. */
     void (*rebalance_cb)(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *partitions, void *opaque);

@@ -28,6 +28,7 @@ import re
 import struct
 import subprocess
 import sys
+import threading
 import traceback
 
 import fastavro
@@ -291,6 +292,42 @@ def bad_input():
     assert rc == 3 and len(out.decode().splitlines()) == 2 and "record 2" in err, (rc, out, err)
 
 
+def many_through_a_pipe():
+    """2,000 requests through `encode --lines --hex` and back through `decode -x`, fed the
+    simplest way: write all of stdin, close it, then read stdout. encode reads all its input
+    before it writes (it is a filter like sort), so this cannot deadlock on full pipes; a
+    watchdog turns a hang into a failure. Each record's bytes come back on one hex line: the raw
+    bytes would not do, since framed Avro routinely holds 0x0a (a 5-character string's length
+    byte, e.g. the user "itest" below), so splitting records on newlines breaks them."""
+    n = 2000
+    docs = [dict(RECORDS["JobRequest"][0], job_id="pipe-%d" % i, name="pipe-%d" % i,
+                 user="itest", submitted_at=1714521600000 + i) for i in range(n)]
+    data = "\n".join(json.dumps(d) for d in docs).encode() + b"\n"
+    hexout = b""
+    for cmd, feed in ((["encode", "-t", "JobRequest", "--lines", "--hex"], data),
+                      (["decode", "-t", "JobRequest", "-x"], None)):
+        p = subprocess.Popen([SWITCHYARD] + cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL, env=ENV)
+        watchdog = threading.Timer(60, p.kill)
+        watchdog.start()
+        try:
+            p.stdin.write(feed if feed is not None else hexout)
+            p.stdin.close()
+            out = p.stdout.read()
+            rc = p.wait()
+        finally:
+            watchdog.cancel()
+        assert rc == 0, "switchyard %s: exit %d (killed by the 60 s watchdog if -9)" % (cmd[0], rc)
+        if feed is not None:
+            hexout = out
+            lines = out.split()
+            assert len(lines) == n, "%d hex lines for %d documents" % (len(lines), n)
+            assert any(b"\n" in bytes.fromhex(h.decode()) for h in lines)
+    got = [json.loads(line) for line in out.decode().splitlines()]
+    assert [g["job_id"] for g in got] == [d["job_id"] for d in docs], "decode lost or reordered"
+    assert got == docs
+
+
 def main():
     if not os.access(SWITCHYARD, os.X_OK):
         print("FAIL no switchyard binary at %s (set SY_BIN)" % SWITCHYARD)
@@ -302,6 +339,7 @@ def main():
         check("%s: fastavro -> switchyard decode" % t, lambda t=t: fastavro_to_ours(t))
     check("fastavro resolves our records into evolved schemas", fastavro_resolves_ours)
     check("bad input: exit 3 and a message naming the problem", bad_input)
+    check("2,000 records through encode --lines --hex | decode -x pipes", many_through_a_pipe)
     failed = sum(1 for _, e in results if e)
     print("%d passed, %d failed" % (len(results) - failed, failed))
     return 1 if failed else 0
