@@ -77,8 +77,8 @@ typedef struct eks_driver {
     char ns[256];
     long long interval_ms, log_max;
     long long s3_interval_ms, s3_wait_ms; /* worker.emr.logs.interval.ms / .wait.ms */
-    long long next_round; /* monotonic ms of the next backend round */
-    long long next_logs;  /* of the next round for streams with a backlog; 0 = none */
+    long long next_round;                 /* monotonic ms of the next backend round */
+    long long next_logs; /* of the next round for streams with a backlog; 0 = none */
     unsigned long round;
     struct {
         char region[64]; /* "" = the worker's default region */
