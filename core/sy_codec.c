@@ -754,7 +754,7 @@ static sschema_t *schema_parse(const char *text, sy_err_t *err)
 {
     json_error_t jerr;
     pctx_t c = {.err = err};
-    json_t *j = json_loads(text, 0, &jerr);
+    json_t *j = json_loads(text, JSON_DECODE_ANY, &jerr); /* "string" is a schema too */
     sschema_t *s = calloc(1, sizeof(*s));
     bool ok = false;
     if (!s) {
@@ -770,7 +770,8 @@ static sschema_t *schema_parse(const char *text, sy_err_t *err)
     }
     if (!(s->root = parse_type(&c, j, NULL)))
         goto out;
-    if (!(s->json = json_dumps(j, JSON_COMPACT)) || !(s->canonical = pcf_of(s->root))) {
+    if (!(s->json = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY)) ||
+        !(s->canonical = pcf_of(s->root))) {
         sy_err_set(err, SY_ERR_NOMEM, false, "out of memory");
         goto out;
     }
@@ -1058,7 +1059,15 @@ out:
     return out;
 }
 
+/* Frees what one expansion defined (not the index it read). */
 static void xctx_done(xctx_t *x)
+{
+    for (size_t i = 0; i < x->n_defined; i++)
+        free(x->defined[i]);
+    free(x->defined);
+}
+
+static void xindex_free(xctx_t *x)
 {
     for (size_t i = 0; i < x->n_roots; i++)
         json_decref(x->roots[i]);
@@ -1068,13 +1077,11 @@ static void xctx_done(xctx_t *x)
         free(x->defs[i].ns);
     }
     free(x->defs);
-    for (size_t i = 0; i < x->n_defined; i++)
-        free(x->defined[i]);
-    free(x->defined);
+    memset(x, 0, sizeof(*x));
 }
 
 /* Indexes the named types of every embedded schema file. */
-static sy_err_code_t xctx_init(xctx_t *x, sy_err_t *err)
+static sy_err_code_t xindex_init(xctx_t *x, sy_err_t *err)
 {
     memset(x, 0, sizeof(*x));
     if (!(x->roots = calloc((size_t)sy_schema_file_count + 1, sizeof(*x->roots))))
@@ -1093,15 +1100,35 @@ static sy_err_code_t xctx_init(xctx_t *x, sy_err_t *err)
     return SY_OK;
 }
 
+/* The index is built once per process and never changes afterwards: every expansion, in any
+ * thread, only reads it (jansson's reads — get, iteration, deep copy — do not modify a value).
+ * Parsing the embedded files again for each expansion made a codec cost milliseconds. */
+static xctx_t xindex;
+static sy_err_t xindex_err = SY_ERR_INIT;
+static pthread_once_t xindex_once = PTHREAD_ONCE_INIT;
+
+static void xindex_build(void)
+{
+    if (xindex_init(&xindex, &xindex_err) != SY_OK)
+        xindex_free(&xindex); /* every expansion then reports xindex_err */
+}
+
 /* The expansion of schema text json as a JSON value (caller decrefs), NULL with err. */
 static json_t *expand_text(const char *json, sy_err_t *err)
 {
-    xctx_t x;
     json_t *in = NULL, *out = NULL;
     json_error_t jerr;
-    if (xctx_init(&x, err) != SY_OK)
-        goto out;
-    if (!(in = json_loads(json, 0, &jerr))) {
+    pthread_once(&xindex_once, xindex_build);
+    if (xindex_err.code != SY_OK) {
+        sy_err_set(err, xindex_err.code, false, "%s", xindex_err.msg);
+        return NULL;
+    }
+    xctx_t x = {.roots = xindex.roots,
+                .n_roots = xindex.n_roots,
+                .defs = xindex.defs,
+                .n_defs = xindex.n_defs,
+                .cap_defs = xindex.cap_defs};
+    if (!(in = json_loads(json, JSON_DECODE_ANY, &jerr))) { /* "string" is a schema too */
         sy_err_set(err, SY_ERR_SCHEMA, false, "schema is not valid JSON: %s (line %d)", jerr.text,
                    jerr.line);
         goto out;
@@ -1122,7 +1149,7 @@ out:
 char *sy_codec_expand_schema(const char *json, bool pretty, sy_err_t *err)
 {
     json_t *j = expand_text(json, err);
-    char *s = j ? json_dumps(j, pretty ? JSON_INDENT(2) : JSON_COMPACT) : NULL;
+    char *s = j ? json_dumps(j, (pretty ? JSON_INDENT(2) : JSON_COMPACT) | JSON_ENCODE_ANY) : NULL;
     if (j && !s)
         sy_err_set(err, SY_ERR_NOMEM, false, "out of memory");
     json_decref(j);
@@ -3673,10 +3700,20 @@ static json_t *jdump(errpath_t *e, avro_value_t *v, int depth)
                 json_decref(out);
                 return NULL;
             }
-            if (t == AVRO_ARRAY)
-                json_array_append_new(out, cj);
-            else
-                json_object_set_new(out, name, cj);
+            /* json_object_set_new refuses a key that is not UTF-8: fail as a string
+             * value does, rather than drop the entry from the output silently */
+            if (t != AVRO_ARRAY && !utf8_valid(name, strlen(name))) {
+                json_decref(cj);
+                json_decref(out);
+                ep_fail(e, SY_ERR_JSON, "map key is not valid UTF-8");
+                return NULL;
+            }
+            if ((t == AVRO_ARRAY ? json_array_append_new(out, cj)
+                                 : json_object_set_new(out, name, cj)) != 0) {
+                json_decref(out);
+                ep_fail(e, SY_ERR_NOMEM, "out of memory");
+                return NULL;
+            }
         }
         break;
     }

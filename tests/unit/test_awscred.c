@@ -211,6 +211,15 @@ static void test_ini(void)
     v = sy_awscred_ini_get(crlf, "default", false, "aws_access_key_id");
     CHECK_STR(v, "A");
     free(v);
+    /* a lone CR ends a line too (old Mac files; the SDKs read universal newlines): it never
+     * stays inside a value (found by fuzz_awscred_ini) */
+    const char *cr = "[default]\raws_access_key_id = A\rregion = r\r\n[x]\rregion = no\r";
+    v = sy_awscred_ini_get(cr, "default", false, "aws_access_key_id");
+    CHECK_STR(v, "A");
+    free(v);
+    v = sy_awscred_ini_get(cr, "default", false, "region");
+    CHECK_STR(v, "r");
+    free(v);
     free(creds);
     free(config);
 }
@@ -442,6 +451,35 @@ static void test_copy(void)
     sy_awscred_clear(NULL);
 }
 
+static void test_imds_answers(void)
+{
+    sy_err_t err = SY_ERR_INIT;
+    char *token = NULL, role[64];
+    const char *t = "AQAEAHqVR1L3QxUbDq1Twq4oUDBl6FiLj_G5N7bmrLPIDOjAt4xqfw==\n";
+    CHECK(sy_awscred_parse_imds_token(t, strlen(t), &token, &err) == SY_OK);
+    CHECK_STR(token, "AQAEAHqVR1L3QxUbDq1Twq4oUDBl6FiLj_G5N7bmrLPIDOjAt4xqfw==");
+    free(token);
+    /* it becomes a header value: a line break in it would inject another header */
+    const char *inject = "tok\r\nX-Injected: 1";
+    CHECK(sy_awscred_parse_imds_token(inject, strlen(inject), &token, &err) == SY_ERR_AWS);
+    CHECK(token == NULL && strstr(err.msg, "0x0d"));
+    CHECK(sy_awscred_parse_imds_token("tok en", 6, &token, &err) == SY_ERR_AWS);
+    CHECK(sy_awscred_parse_imds_token(" \n", 2, &token, &err) == SY_ERR_AWS);
+    CHECK(sy_awscred_parse_imds_token("", 0, &token, &err) == SY_ERR_AWS && token == NULL);
+
+    CHECK(sy_awscred_parse_imds_role("node-role\nother\n", 16, role, sizeof(role), &err) == SY_OK);
+    CHECK_STR(role, "node-role");
+    CHECK(sy_awscred_parse_imds_role("r \r\n", 5, role, sizeof(role), &err) == SY_OK);
+    CHECK_STR(role, "r");
+    CHECK(sy_awscred_parse_imds_role("\nr", 2, role, sizeof(role), &err) == SY_ERR_AWS);
+    CHECK_STR(role, "");
+    char long_role[100];
+    memset(long_role, 'r', sizeof(long_role));
+    CHECK(sy_awscred_parse_imds_role(long_role, sizeof(long_role), role, sizeof(role), &err) ==
+          SY_ERR_AWS);
+    CHECK_STR(role, "");
+}
+
 int main(void)
 {
     test_time();
@@ -449,6 +487,7 @@ int main(void)
     test_json();
     test_refresh_window();
     test_ini();
+    test_imds_answers();
     test_container_url();
     test_chain();
     test_copy();

@@ -1282,6 +1282,61 @@ static void test_threads(void)
     fake_done(&f);
 }
 
+/* Inputs the fuzzers found (the regress-* seeds under tests/fuzz/corpus), as unit tests. */
+static void test_fuzz_regressions(sy_codec_t *c)
+{
+    sy_err_t err = SY_ERR_INIT;
+    size_t len;
+
+    /* A map key that is not UTF-8 decodes (Avro does not check), but has no JSON form: an
+     * error, where the entry used to vanish from the output silently. */
+    uint8_t *buf = encode_json(c, SY_TYPE_JOB_REQUEST, NULL,
+                               MINREQ("\"environment\":{\"KEY\":\"v\"},"), &len, &err);
+    uint8_t *k = buf ? memmem(buf, len, "KEY", 3) : NULL;
+    CHECK(k != NULL);
+    if (k) {
+        k[1] = 0xFF;
+        avro_value_t v;
+        sy_codec_value_new(c, SY_TYPE_JOB_REQUEST, &v, &err);
+        CHECK_CODE(sy_codec_decode(c, SY_TYPE_JOB_REQUEST, buf, len, &v, &err), SY_OK, &err);
+        CHECK(sy_codec_to_json(&v, &err) == NULL);
+        CHECK(err.code == SY_ERR_JSON);
+        CHECK_MSG(&err, "environment");
+        CHECK_MSG(&err, "map key is not valid UTF-8");
+        avro_value_decref(&v);
+    }
+    free(buf);
+
+    /* A primitive schema is a schema: its canonical form is a JSON string that parses again
+     * (it did not: schema text had to be an object or array), and a record framed with one is
+     * of the wrong type, not an unparsable schema. */
+    char *pcf =
+        sy_codec_canonical_form("{\"type\":\"long\",\"logicalType\":\"timestamp-millis\"}", &err);
+    CHECK_STR(pcf, "\"long\"");
+    char *again = pcf ? sy_codec_canonical_form(pcf, &err) : NULL;
+    CHECK_STR(again, "\"long\"");
+    free(again);
+    free(pcf);
+    char *x = sy_codec_expand_schema("\"string\"", false, &err);
+    CHECK_STR(x, "\"string\"");
+    free(x);
+    int type = 0;
+    CHECK_CODE(sy_codec_add_schema(c, "\"string\"", &type, &err), SY_OK, &err);
+    CHECK(type == -1);
+    uint8_t rec[12] = {0xC3, 0x01};
+    uint64_t fp = sy_codec_crc64_avro("\"string\"", 8);
+    for (int i = 0; i < 8; i++)
+        rec[2 + i] = (uint8_t)(fp >> (8 * i));
+    rec[10] = 0x02; /* "a" */
+    rec[11] = 'a';
+    avro_value_t v;
+    sy_codec_value_new(c, SY_TYPE_JOB_CONTROL, &v, &err);
+    CHECK_CODE(sy_codec_decode(c, SY_TYPE_JOB_CONTROL, rec, sizeof(rec), &v, &err),
+               SY_ERR_WRONG_TYPE, &err);
+    CHECK_MSG(&err, "string");
+    avro_value_decref(&v);
+}
+
 int main(void)
 {
     sy_log_set_level(SY_LOG_ERROR);
@@ -1294,6 +1349,7 @@ int main(void)
     test_json(a);
     test_values(a);
     test_threads();
+    test_fuzz_regressions(a);
     sy_codec_destroy(a);
     sy_codec_destroy(b);
     sy_codec_destroy(NULL);
