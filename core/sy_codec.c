@@ -1962,9 +1962,28 @@ static int read_double(dec_t *d, double *out)
     return 0;
 }
 
+/* A decoded string (or map key) must be text: valid UTF-8, as the Avro specification says, and
+ * without NUL bytes. Every consumer treats our strings as C strings (a job id "a\0b" would be
+ * job "a"), and JSON, the job ledger and PostgreSQL refuse what is not UTF-8: a request that
+ * got past the router with such a string would be routed and then dead-lettered by the worker,
+ * never ending. Refused here, it is dead-lettered at the router, before anything is accepted. */
+static int check_text(dec_t *d, const uint8_t *s, size_t n, const char *what)
+{
+    size_t i = 0;
+    while (i < n && s[i] && s[i] < 0x80) /* ASCII: the common case, byte by byte */
+        i++;
+    if (i < n && s[i] && !utf8_valid(s + i, n - i))
+        return ep_fail(&d->e, SY_ERR_INVALID_ARG, "%s is not valid UTF-8", what);
+    if (i < n && memchr(s + i, '\0', n - i))
+        return ep_fail(&d->e, SY_ERR_INVALID_ARG, "%s holds a NUL byte", what);
+    return 0;
+}
+
 /* avro-c strings carry their NUL terminator; the wire's do not. */
 static int set_string(dec_t *d, avro_value_t *dst, const uint8_t *s, size_t n)
 {
+    if (check_text(d, s, n, "string"))
+        return -1;
     char stackbuf[STACK_STRING];
     char *buf = n < sizeof(stackbuf) ? stackbuf : malloc(n + 1);
     if (!buf)
@@ -2021,17 +2040,18 @@ static int run_blocks(dec_t *d, const prog_t *p, avro_value_t *dst)
             if (size < 0)
                 return ep_fail(&d->e, SY_ERR_INVALID_ARG, "negative %s block size", what);
         }
-        if (count > d->max_items - total)
+        if (count > d->max_items - total) /* (unsigned: total + count may overflow int64) */
             return ep_fail(&d->e, SY_ERR_TOO_LARGE,
-                           "%s of at least %" PRId64 " items exceeds codec.max.items (%" PRId64 ")",
-                           what, total + count, d->max_items);
+                           "%s of at least %" PRIu64 " items exceeds codec.max.items (%" PRId64 ")",
+                           what, (uint64_t)total + (uint64_t)count, d->max_items);
         for (int64_t k = 0; k < count; k++, total++) {
             avro_value_t child, *cp = NULL;
             int rc = 0;
             if (map) {
                 size_t klen;
                 char stackbuf[STACK_STRING], *key;
-                if (read_len(d, &klen, "map key")) {
+                if (read_len(d, &klen, "map key") ||
+                    (dst && check_text(d, d->p, klen, "map key"))) {
                     ep_push(&d->e, "[%" PRId64 "]", total);
                     return -1;
                 }

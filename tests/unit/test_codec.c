@@ -1288,24 +1288,80 @@ static void test_fuzz_regressions(sy_codec_t *c)
     sy_err_t err = SY_ERR_INIT;
     size_t len;
 
-    /* A map key that is not UTF-8 decodes (Avro does not check), but has no JSON form: an
-     * error, where the entry used to vanish from the output silently. */
-    uint8_t *buf = encode_json(c, SY_TYPE_JOB_REQUEST, NULL,
-                               MINREQ("\"environment\":{\"KEY\":\"v\"},"), &len, &err);
-    uint8_t *k = buf ? memmem(buf, len, "KEY", 3) : NULL;
-    CHECK(k != NULL);
-    if (k) {
-        k[1] = 0xFF;
+    /* Strings and map keys are text: a record with one that is not UTF-8 or that holds a NUL
+     * byte does not decode (it used to, and then had no JSON form: the worker dead-lettered
+     * the RoutedJob of a request the router had accepted, and the job never ended). */
+    static const struct {
+        const char *json, *find;
+        uint8_t patch;
+        const char *needle;
+    } bad[] = {
+        {MINREQ("\"environment\":{\"KEY\":\"v\"},"), "KEY", 0xFF, "map key is not valid UTF-8"},
+        {MINREQ("\"metadata\":{\"KEY\":\"v\"},"), "KEY", 0x00, "map key holds a NUL byte"},
+        {MINREQ("\"arguments\":[\"ARG\"],"), "ARG", 0xC0, "string is not valid UTF-8"},
+        {MINREQ("\"arguments\":[\"ARG\"],"), "ARG", 0x00, "string holds a NUL byte"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        uint8_t *buf = encode_json(c, SY_TYPE_JOB_REQUEST, NULL, bad[i].json, &len, &err);
+        uint8_t *k = buf ? memmem(buf, len, bad[i].find, 3) : NULL;
+        CHECK(k != NULL);
+        if (!k) {
+            free(buf);
+            continue;
+        }
+        k[1] = bad[i].patch;
         avro_value_t v;
         sy_codec_value_new(c, SY_TYPE_JOB_REQUEST, &v, &err);
+        CHECK_CODE(sy_codec_decode(c, SY_TYPE_JOB_REQUEST, buf, len, &v, &err), SY_ERR_INVALID_ARG,
+                   &err);
+        CHECK_MSG(&err, bad[i].needle);
+        CHECK_MSG(&err, "[0]");
+        k[1] = 0xC3; /* "\xC3\x80" followed by the rest: U+00C0, valid */
+        k[2] = 0x80;
         CHECK_CODE(sy_codec_decode(c, SY_TYPE_JOB_REQUEST, buf, len, &v, &err), SY_OK, &err);
-        CHECK(sy_codec_to_json(&v, &err) == NULL);
-        CHECK(err.code == SY_ERR_JSON);
-        CHECK_MSG(&err, "environment");
-        CHECK_MSG(&err, "map key is not valid UTF-8");
         avro_value_decref(&v);
+        free(buf);
     }
-    free(buf);
+    /* A value built in C can still hold such a key: it has no JSON form, an error (the entry
+     * used to vanish from the output silently: fuzz_codec_decode) */
+    avro_value_t v, env, item;
+    sy_codec_value_new(c, SY_TYPE_JOB_REQUEST, &v, &err);
+    avro_value_get_by_name(&v, "environment", &env, NULL);
+    avro_value_add(&env, "K\xFF", &item, NULL, NULL);
+    avro_value_set_string(&item, "v");
+    CHECK(sy_codec_to_json(&v, &err) == NULL);
+    CHECK(err.code == SY_ERR_JSON);
+    CHECK_MSG(&err, "environment");
+    CHECK_MSG(&err, "map key is not valid UTF-8");
+    avro_value_decref(&v);
+
+    /* A block count near INT64_MAX after items already read: the error message added the two
+     * (signed overflow, a UBSan abort: fuzz_codec_decode) */
+    uint8_t *req = encode_json(c, SY_TYPE_JOB_REQUEST, NULL, MINREQ("\"arguments\":[\"a\",\"b\"],"),
+                               &len, &err);
+    uint8_t *blk = req ? memmem(req, len,
+                                "\x04\x02"
+                                "a\x02"
+                                "b\x00",
+                                6)
+                       : NULL;
+    CHECK(blk != NULL);
+    if (blk) {
+        static const uint8_t huge[] = {0x02, 0x02, 'a',  0xfe, 0xff, 0xff, 0xff,
+                                       0xff, 0xff, 0xff, 0xff, 0xff, 0x01};
+        size_t head = (size_t)(blk - req);
+        uint8_t *bad = malloc(head + sizeof(huge));
+        memcpy(bad, req, head);
+        memcpy(bad + head, huge, sizeof(huge));
+        avro_value_t v2;
+        sy_codec_value_new(c, SY_TYPE_JOB_REQUEST, &v2, &err);
+        CHECK_CODE(sy_codec_decode(c, SY_TYPE_JOB_REQUEST, bad, head + sizeof(huge), &v2, &err),
+                   SY_ERR_TOO_LARGE, &err);
+        CHECK_MSG(&err, "array of at least 9223372036854775808 items");
+        avro_value_decref(&v2);
+        free(bad);
+    }
+    free(req);
 
     /* A primitive schema is a schema: its canonical form is a JSON string that parses again
      * (it did not: schema text had to be an object or array), and a record framed with one is
@@ -1329,7 +1385,6 @@ static void test_fuzz_regressions(sy_codec_t *c)
         rec[2 + i] = (uint8_t)(fp >> (8 * i));
     rec[10] = 0x02; /* "a" */
     rec[11] = 'a';
-    avro_value_t v;
     sy_codec_value_new(c, SY_TYPE_JOB_CONTROL, &v, &err);
     CHECK_CODE(sy_codec_decode(c, SY_TYPE_JOB_CONTROL, rec, sizeof(rec), &v, &err),
                SY_ERR_WRONG_TYPE, &err);
