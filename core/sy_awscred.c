@@ -92,6 +92,11 @@ sy_err_code_t sy_awscred_parse_time(const char *s, time_t *out, sy_err_t *err)
 {
     struct tm tm = {0};
     int n = 0;
+    /* digits where the format has them: sscanf's %2d alone would take "-1" for an hour */
+    static const char shape[] = "dddd-dd-ddTdd:dd:dd";
+    for (size_t i = 0; s && i < sizeof(shape) - 1; i++)
+        if (shape[i] == 'd' ? !isdigit((unsigned char)s[i]) : s[i] != shape[i])
+            goto bad;
     if (!s ||
         sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
                &tm.tm_min, &tm.tm_sec, &n) != 6 ||
@@ -113,7 +118,9 @@ sy_err_code_t sy_awscred_parse_time(const char *s, time_t *out, sy_err_t *err)
         p++;
     } else if (*p == '+' || *p == '-') {
         int hh, mm, k = 0;
-        if (sscanf(p + 1, "%2d:%2d%n", &hh, &mm, &k) != 2 || k != 5 || hh > 23 || mm > 59)
+        if (!isdigit((unsigned char)p[1]) || !isdigit((unsigned char)p[2]) || p[3] != ':' ||
+            !isdigit((unsigned char)p[4]) || !isdigit((unsigned char)p[5]) ||
+            sscanf(p + 1, "%2d:%2d%n", &hh, &mm, &k) != 2 || k != 5 || hh > 23 || mm > 59)
             goto bad;
         offset = (*p == '+' ? 1 : -1) * (hh * 3600L + mm * 60L);
         p += 6;

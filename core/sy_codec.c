@@ -3153,10 +3153,24 @@ static bool is_timestamp(const snode_t *t)
 }
 
 /* "2024-05-01T12:00:00Z", "2024-05-01T12:00:00.123+02:00" → epoch milliseconds. */
+/* True when s starts with shape: 'd' a digit, '_' any of "Tt ", anything else itself. (sscanf's
+ * %2d alone would take "-1" or "+1" for an hour.) */
+static bool shaped(const char *s, const char *shape)
+{
+    for (; *shape; s++, shape++) {
+        if (*shape == 'd'   ? !isdigit((unsigned char)*s)
+            : *shape == '_' ? (!*s || !strchr("Tt ", *s))
+                            : *s != *shape)
+            return false;
+    }
+    return true;
+}
+
 static bool parse_rfc3339(const char *s, int64_t *ms)
 {
     int y, mo, d, h, mi, se, n = 0;
-    if (sscanf(s, "%4d-%2d-%2d%*1[Tt ]%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &se, &n) != 6 || !n)
+    if (!shaped(s, "dddd-dd-dd_dd:dd:dd") ||
+        sscanf(s, "%4d-%2d-%2d%*1[Tt ]%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &se, &n) != 6 || !n)
         return false;
     const char *p = s + n;
     int64_t frac = 0;
@@ -3175,8 +3189,8 @@ static bool parse_rfc3339(const char *s, int64_t *ms)
         p++;
     } else if (*p == '+' || *p == '-') {
         int oh, om;
-        if (!isdigit((unsigned char)p[1]) || sscanf(p + 1, "%2d:%2d", &oh, &om) != 2 ||
-            strlen(p) != 6 || oh > 23 || om > 59)
+        if (!shaped(p + 1, "dd:dd") || sscanf(p + 1, "%2d:%2d", &oh, &om) != 2 || strlen(p) != 6 ||
+            oh > 23 || om > 59)
             return false;
         offset = (oh * 60L + om) * 60L * (*p == '-' ? -1 : 1);
         p += 6;

@@ -5,7 +5,7 @@
  * Invariants: a parse that fails leaves the credentials empty (nothing half-filled, nothing
  * leaked — the sanitizer checks the leaks); one that succeeds fills key id and secret (STS: and
  * token and expiration); an IMDS token is printable ASCII without spaces (it becomes a header),
- * a role name one line that fits; a parsed time round-trips through gmtime. */
+ * a role name one line that fits; a time that parses has digits where the format has them. */
 #include <time.h>
 
 #include "fuzz.h"
@@ -59,6 +59,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char *s = fuzz_cstr(data, size);
     time_t t;
     if (sy_awscred_parse_time(s, &t, &err) == SY_OK) {
+        static const char shape[] = "dddd-dd-ddTdd:dd:dd"; /* the format, digit for digit */
+        for (size_t i = 0; i < sizeof(shape) - 1; i++)
+            FUZZ_ASSERT(shape[i] == 'd' ? (s[i] >= '0' && s[i] <= '9') : s[i] == shape[i],
+                        "\"%s\" accepted as a time", s);
         struct tm tm;
         FUZZ_ASSERT(gmtime_r(&t, &tm) && tm.tm_year + 1900 >= 1969, "time %lld from \"%s\"",
                     (long long)t, s);

@@ -1111,6 +1111,15 @@ static void test_json(sy_codec_t *c)
          "{\"job_id\":\"j\",\"action\":\"KILL\",\"requested_by\":\"b\","
          "\"requested_at\":\"yesterday\"}",
          SY_ERR_JSON, "\"yesterday\" is not an RFC 3339 time"},
+        /* sscanf's %2d takes a sign: these were read as 11:00 and an offset of +00:59 */
+        {SY_TYPE_JOB_CONTROL,
+         "{\"job_id\":\"j\",\"action\":\"KILL\",\"requested_by\":\"b\","
+         "\"requested_at\":\"2024-05-01T-1:00:00Z\"}",
+         SY_ERR_JSON, "is not an RFC 3339 time"},
+        {SY_TYPE_JOB_CONTROL,
+         "{\"job_id\":\"j\",\"action\":\"KILL\",\"requested_by\":\"b\","
+         "\"requested_at\":\"2024-05-01T12:00:00+01:-1\"}",
+         SY_ERR_JSON, "is not an RFC 3339 time"},
         {SY_TYPE_JOB_LOG,
          "{\"job_id\":\"j\",\"stream\":\"s\",\"offset\":0,\"chunk\":{\"base64\":"
          "\"!!\"},\"emitted_at\":1}",
