@@ -19,8 +19,11 @@ Case = collections.namedtuple("Case", "name value expect headers")
 
 # Broker limit (message.max.bytes, Kafka's default) and librdkafka's default producer limit:
 # a request between the two reaches the router but cannot be copied as is by a default client.
+# The test creates <ns>.requests with max.message.bytes = TOPIC_MAX, so that multi-MB requests
+# reach the router too.
 BROKER_MAX = 1048588
 CLIENT_MAX = 1000000
+TOPIC_MAX = 8 << 20
 
 
 def request(job_id, **extra):
@@ -161,6 +164,11 @@ def requests_cases(enc):
     big = sized(enc, "request-1040k", 1_040_000)
     assert CLIENT_MAX < len(big) < BROKER_MAX - 1000
     add("request-1040k", big[:-1], "deadletter", "truncated")
+    # multi-MB, on a topic that takes them: a 3 MB string is over codec.max.string.bytes
+    # (dead-lettered without its value); 3 MB of valid arguments cannot be routed (INVALID)
+    add("string-3mb", req("string-3mb", name="n" * (3 << 20)), "deadletter", "too_large")
+    add("arguments-3mb", req("arguments-3mb", arguments=["echo"] + ["a" * 100_000] * 30),
+        "invalid", "too large")
     # an argument longer than the kernel takes (128 KiB): routed, then exec fails
     add("argument-200k", req("argument-200k", arguments=["echo", "a" * 200_000]), "failed",
         "EXEC_FAILED")

@@ -2,7 +2,8 @@
 (one local cluster) get the corpus of tests/integration/badinput_corpus.py on <ns>.requests
 and <ns>.control — truncated records, wrong magic bytes, unknown schema ids and fingerprints,
 records of the wrong type, strings that are not text, invalid job ids, tags and timeouts, huge
-fields up to the broker's message limit, empty and null messages, kills for unknown jobs —
+fields (up to 3 MB, <ns>.requests taking 8 MiB messages), empty and null messages, kills for
+unknown jobs —
 interleaved with good requests and a good kill. Asserted:
   - each bad request is dead-lettered once to <ns>.deadletter with the original key, bytes and
     headers plus the router's (sy.error, sy.error.code as expected, sy.source.topic/partition/
@@ -93,9 +94,13 @@ class Reader:
 
 
 def make_topics(env):
+    """Topics up front; <ns>.requests takes messages of up to corpus.TOPIC_MAX bytes."""
     admin = AdminClient({"bootstrap.servers": sylib.BOOTSTRAP})
-    names = ["requests", "router.seen", "status", "logs", "control", "deadletter", "cluster.loc"]
-    for f in admin.create_topics([NewTopic(env.topic(n), 3, 1) for n in names]).values():
+    names = ["router.seen", "status", "logs", "control", "deadletter", "cluster.loc"]
+    topics = [NewTopic(env.topic(n), 3, 1) for n in names]
+    topics.append(NewTopic(env.topic("requests"), 3, 1,
+                           config={"max.message.bytes": str(corpus.TOPIC_MAX)}))
+    for f in admin.create_topics(topics).values():
         f.result(30)
     time.sleep(1)
 
@@ -161,9 +166,9 @@ def main():
         only = set(filter(None, os.environ.get("SY_BADINPUT_ONLY", "").split(",")))
         state["req_cases"] = [c for c in corpus.requests_cases(enc) if not only or c.name in only]
         state["ctl_cases"] = [c for c in corpus.control_cases(enc) if not only or c.name in only]
-        # a producer that takes what the broker takes (the default client stops at 1,000,000)
+        # a producer that takes what the topic takes (the default client stops at 1,000,000)
         p = Producer({"bootstrap.servers": sylib.BOOTSTRAP, "partitioner": "murmur2_random",
-                      "enable.idempotence": True, "message.max.bytes": 1048000})
+                      "enable.idempotence": True, "message.max.bytes": corpus.TOPIC_MAX})
         where = {}
 
         def on_delivery(err, msg):
