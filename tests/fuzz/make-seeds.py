@@ -55,7 +55,8 @@ def request(job_id, **kw):
 SAMPLES = {
     "JobRequest": [
         request("etl-2026-11-21"),
-        request("r-min", cluster_criteria=[], command_criterion={"id": None, "name": None, "tags": []},
+        request("r-min", cluster_criteria=[],
+                command_criterion={"id": None, "name": None, "tags": []},
                 arguments=[], environment={}, timeout_ms=None, metadata={}, grouping="g",
                 grouping_instance="gi-1"),
         request("r-\u00e9t\u00e9-\u65e5\u672c", arguments=["a" * 300], timeout_ms=-1),
@@ -152,7 +153,8 @@ def main():
             write(os.path.join(dec, f"gen-so-{name}-{n}"), b"\xc3\x01" + fp + b)
             write(os.path.join(dec, f"gen-cf-{name}-{n}"), b"\x00" + struct.pack(">I", i + 1) + b)
             write(os.path.join(sch, f"gen-{name}-{n}"), compact + b"\x00" + b)
-            write(os.path.join(js, f"gen-{name}-{n}.json"), json.dumps(plain(rec), indent=1).encode())
+            write(os.path.join(js, f"gen-{name}-{n}.json"),
+                  json.dumps(plain(rec), indent=1).encode())
     for i, name in enumerate(EVOLUTION):
         path = os.path.join(ROOT, "tests", "unit", "data", "evolution", f"{name}.avsc")
         with open(path) as f:

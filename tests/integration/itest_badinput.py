@@ -64,7 +64,8 @@ class Reader:
     """Everything on a topic from the start, read_committed, kept by key."""
 
     def __init__(self, topic, decode=None):
-        self.c = Consumer({"bootstrap.servers": sylib.BOOTSTRAP, "group.id": f"b-{uuid.uuid4().hex}",
+        self.c = Consumer({"bootstrap.servers": sylib.BOOTSTRAP,
+                           "group.id": f"b-{uuid.uuid4().hex}",
                            "auto.offset.reset": "earliest", "enable.auto.commit": False,
                            "isolation.level": "read_committed",
                            "fetch.message.max.bytes": 2 << 20})
