@@ -20,6 +20,7 @@ extern char **environ;
 #define MAX_FILE_BYTES               (1024 * 1024)
 #define RETRY_AFTER_FAILED_REFRESH_S 10
 #define FETCH_ATTEMPTS               3 /* STS and container endpoint */
+#define MAX_IMDS_TOKEN               4096
 
 typedef enum kind { K_NONE, K_ENV, K_WEB_IDENTITY, K_PROFILE, K_CONTAINER, K_IMDS } kind_t;
 static const char *const kind_names[] = {"none",    "env",       "web-identity",
@@ -91,6 +92,11 @@ sy_err_code_t sy_awscred_parse_time(const char *s, time_t *out, sy_err_t *err)
 {
     struct tm tm = {0};
     int n = 0;
+    /* digits where the format has them: sscanf's %2d alone would take "-1" for an hour */
+    static const char shape[] = "dddd-dd-ddTdd:dd:dd";
+    for (size_t i = 0; s && i < sizeof(shape) - 1; i++)
+        if (shape[i] == 'd' ? !isdigit((unsigned char)s[i]) : s[i] != shape[i])
+            goto bad;
     if (!s ||
         sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
                &tm.tm_min, &tm.tm_sec, &n) != 6 ||
@@ -112,7 +118,9 @@ sy_err_code_t sy_awscred_parse_time(const char *s, time_t *out, sy_err_t *err)
         p++;
     } else if (*p == '+' || *p == '-') {
         int hh, mm, k = 0;
-        if (sscanf(p + 1, "%2d:%2d%n", &hh, &mm, &k) != 2 || k != 5 || hh > 23 || mm > 59)
+        if (!isdigit((unsigned char)p[1]) || !isdigit((unsigned char)p[2]) || p[3] != ':' ||
+            !isdigit((unsigned char)p[4]) || !isdigit((unsigned char)p[5]) ||
+            sscanf(p + 1, "%2d:%2d%n", &hh, &mm, &k) != 2 || k != 5 || hh > 23 || mm > 59)
             goto bad;
         offset = (*p == '+' ? 1 : -1) * (hh * 3600L + mm * 60L);
         p += 6;
@@ -205,6 +213,49 @@ out:
     return rc;
 }
 
+sy_err_code_t sy_awscred_parse_imds_token(const char *body, size_t len, char **token, sy_err_t *err)
+{
+    *token = NULL;
+    while (len && isspace((unsigned char)body[len - 1]))
+        len--;
+    if (!len)
+        return sy_err_set(err, SY_ERR_AWS, false, "instance metadata: empty IMDSv2 token");
+    /* It goes into a request header: a byte outside printable ASCII could end the header and
+     * inject another one. Real tokens are base64. */
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)body[i] <= ' ' || (unsigned char)body[i] >= 0x7f)
+            return sy_err_set(err, SY_ERR_AWS, false,
+                              "instance metadata: IMDSv2 token holds byte 0x%02x",
+                              (unsigned char)body[i]);
+    if (len > MAX_IMDS_TOKEN)
+        return sy_err_set(err, SY_ERR_AWS, false,
+                          "instance metadata: IMDSv2 token of %zu bytes (at most %d expected)", len,
+                          MAX_IMDS_TOKEN);
+    if (!(*token = strndup(body, len)))
+        return sy_err_set(err, SY_ERR_NOMEM, false, "out of memory");
+    return SY_OK;
+}
+
+sy_err_code_t sy_awscred_parse_imds_role(const char *body, size_t len, char *role, size_t size,
+                                         sy_err_t *err)
+{
+    size_t n = 0;
+    if (size)
+        role[0] = '\0';
+    while (n < len && body[n] != '\n' && body[n] != '\r' && body[n] != '\0')
+        n++;
+    while (n && isspace((unsigned char)body[n - 1]))
+        n--;
+    if (!n)
+        return sy_err_set(err, SY_ERR_AWS, false, "instance metadata: no role name");
+    if (n >= size)
+        return sy_err_set(err, SY_ERR_AWS, false,
+                          "instance metadata: role name of %zu bytes is too long", n);
+    memcpy(role, body, n);
+    role[n] = '\0';
+    return SY_OK;
+}
+
 /* [name] in the credentials file; [profile name] (and [default]) in the config file. */
 static bool section_matches(const char *name, size_t len, const char *profile, bool config_file)
 {
@@ -235,9 +286,11 @@ static void ini_walk(const char *text, const char *profile, bool config_file,
 {
     bool in = false, have_key = false;
     for (const char *line = text; line && *line;) {
-        const char *eol = strchr(line, '\n');
+        /* "\n", "\r\n" and a lone "\r" all end a line, as in the SDKs (Python's configparser
+         * reads with universal newlines): a stray CR must not end up inside a key or value */
+        const char *eol = strpbrk(line, "\r\n");
         size_t len = eol ? (size_t)(eol - line) : strlen(line);
-        const char *next = eol ? eol + 1 : NULL;
+        const char *next = eol ? eol + (eol[0] == '\r' && eol[1] == '\n' ? 2 : 1) : NULL;
         while (len && (line[len - 1] == '\r' || isspace((unsigned char)line[len - 1])))
             len--;
         bool indented = len && isspace((unsigned char)line[0]);
@@ -836,7 +889,7 @@ out:
 
 static sy_err_code_t fetch_imds_once(sy_awscred_provider_t *p, sy_awscred_t *out, sy_err_t *err)
 {
-    char url[2300], *token_hdr = NULL, role[256];
+    char url[2300], *token = NULL, *token_hdr = NULL, role[256];
     sy_http_response_t resp = SY_HTTP_RESPONSE_INIT;
     sy_err_code_t rc;
     snprintf(url, sizeof(url), "%s/latest/api/token", p->url);
@@ -849,13 +902,14 @@ static sy_err_code_t fetch_imds_once(sy_awscred_provider_t *p, sy_awscred_t *out
         rc = answer_error("instance metadata token (IMDSv2)", &resp, err);
         goto out;
     }
-    trim_end(resp.body);
-    size_t n = strlen(resp.body) + 40;
+    if ((rc = sy_awscred_parse_imds_token(resp.body, resp.body_len, &token, err)) != SY_OK)
+        goto out;
+    size_t n = strlen(token) + 40;
     if (!(token_hdr = malloc(n))) {
         rc = sy_err_set(err, SY_ERR_NOMEM, false, "out of memory");
         goto out;
     }
-    snprintf(token_hdr, n, "X-aws-ec2-metadata-token: %s", resp.body);
+    snprintf(token_hdr, n, "X-aws-ec2-metadata-token: %s", token);
     const char *headers[] = {token_hdr, NULL};
     snprintf(url, sizeof(url), "%s/latest/meta-data/iam/security-credentials/", p->url);
     if ((rc = http(p, "GET", url, headers, NULL, p->imds_timeout_ms, &resp, err)) != SY_OK)
@@ -869,13 +923,9 @@ static sy_err_code_t fetch_imds_once(sy_awscred_provider_t *p, sy_awscred_t *out
         rc = answer_error("instance metadata role", &resp, err);
         goto out;
     }
-    size_t rlen = strcspn(resp.body, "\r\n");
-    if (!rlen || rlen >= sizeof(role)) {
-        rc = sy_err_set(err, SY_ERR_AWS, false, "instance metadata: no role name");
+    if ((rc = sy_awscred_parse_imds_role(resp.body, resp.body_len, role, sizeof(role), err)) !=
+        SY_OK)
         goto out;
-    }
-    memcpy(role, resp.body, rlen);
-    role[rlen] = '\0';
     char *erole = sy_http_url_encode(role, false);
     if (!erole) {
         rc = sy_err_set(err, SY_ERR_NOMEM, false, "out of memory");
@@ -891,6 +941,7 @@ static sy_err_code_t fetch_imds_once(sy_awscred_provider_t *p, sy_awscred_t *out
     }
     rc = sy_awscred_parse_json(resp.body, resp.body_len, out, err);
 out:
+    wipe_free(token);
     wipe_free(token_hdr);
     if (resp.body)
         explicit_bzero(resp.body, resp.body_len);

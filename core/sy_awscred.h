@@ -110,9 +110,23 @@ sy_err_code_t sy_awscred_parse_sts(const char *xml, size_t len, sy_awscred_t *ou
  * is an error (SY_ERR_AWS, retriable: IMDS says so while it rotates credentials). */
 sy_err_code_t sy_awscred_parse_json(const char *json, size_t len, sy_awscred_t *out, sy_err_t *err);
 
+/* The answer of IMDSv2's PUT /latest/api/token: the token, trailing whitespace removed, into
+ * *token (malloc'd; the caller wipes and frees it). It is sent back as a header value, so an
+ * empty token, one over 4096 bytes, or one holding any byte outside printable ASCII (a CR or LF
+ * would inject a header) fails with SY_ERR_AWS and *token NULL. */
+sy_err_code_t sy_awscred_parse_imds_token(const char *body, size_t len, char **token,
+                                          sy_err_t *err);
+
+/* The answer of IMDS GET /latest/meta-data/iam/security-credentials/: the role name on its
+ * first line (trailing whitespace removed) into role (size bytes, NUL-terminated). No line, an
+ * empty one, or one that does not fit fails with SY_ERR_AWS (role ""). */
+sy_err_code_t sy_awscred_parse_imds_role(const char *body, size_t len, char *role, size_t size,
+                                         sy_err_t *err);
+
 /* The value of key (case-insensitive) in section [section] of an ini text as the AWS shared
- * files use it: '#' and ';' comment lines, "key = value", indented continuation lines (nested
- * settings) ignored, a later duplicate overriding an earlier one. config_file selects the
+ * files use it: lines ending in "\n", "\r\n" or a lone "\r", '#' and ';' comment lines,
+ * "key = value", indented continuation lines (nested settings) ignored, a later duplicate
+ * overriding an earlier one. config_file selects the
  * section naming of ~/.aws/config ("[profile name]", and "[default]" for default) instead of
  * ~/.aws/credentials ("[name]"). Returns a malloc'd string (caller frees) or NULL. */
 char *sy_awscred_ini_get(const char *text, const char *profile, bool config_file, const char *key);

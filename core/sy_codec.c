@@ -754,7 +754,7 @@ static sschema_t *schema_parse(const char *text, sy_err_t *err)
 {
     json_error_t jerr;
     pctx_t c = {.err = err};
-    json_t *j = json_loads(text, 0, &jerr);
+    json_t *j = json_loads(text, JSON_DECODE_ANY, &jerr); /* "string" is a schema too */
     sschema_t *s = calloc(1, sizeof(*s));
     bool ok = false;
     if (!s) {
@@ -770,7 +770,8 @@ static sschema_t *schema_parse(const char *text, sy_err_t *err)
     }
     if (!(s->root = parse_type(&c, j, NULL)))
         goto out;
-    if (!(s->json = json_dumps(j, JSON_COMPACT)) || !(s->canonical = pcf_of(s->root))) {
+    if (!(s->json = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY)) ||
+        !(s->canonical = pcf_of(s->root))) {
         sy_err_set(err, SY_ERR_NOMEM, false, "out of memory");
         goto out;
     }
@@ -1058,7 +1059,15 @@ out:
     return out;
 }
 
+/* Frees what one expansion defined (not the index it read). */
 static void xctx_done(xctx_t *x)
+{
+    for (size_t i = 0; i < x->n_defined; i++)
+        free(x->defined[i]);
+    free(x->defined);
+}
+
+static void xindex_free(xctx_t *x)
 {
     for (size_t i = 0; i < x->n_roots; i++)
         json_decref(x->roots[i]);
@@ -1068,13 +1077,11 @@ static void xctx_done(xctx_t *x)
         free(x->defs[i].ns);
     }
     free(x->defs);
-    for (size_t i = 0; i < x->n_defined; i++)
-        free(x->defined[i]);
-    free(x->defined);
+    memset(x, 0, sizeof(*x));
 }
 
 /* Indexes the named types of every embedded schema file. */
-static sy_err_code_t xctx_init(xctx_t *x, sy_err_t *err)
+static sy_err_code_t xindex_init(xctx_t *x, sy_err_t *err)
 {
     memset(x, 0, sizeof(*x));
     if (!(x->roots = calloc((size_t)sy_schema_file_count + 1, sizeof(*x->roots))))
@@ -1093,15 +1100,35 @@ static sy_err_code_t xctx_init(xctx_t *x, sy_err_t *err)
     return SY_OK;
 }
 
+/* The index is built once per process and never changes afterwards: every expansion, in any
+ * thread, only reads it (jansson's reads — get, iteration, deep copy — do not modify a value).
+ * Parsing the embedded files again for each expansion made a codec cost milliseconds. */
+static xctx_t xindex;
+static sy_err_t xindex_err = SY_ERR_INIT;
+static pthread_once_t xindex_once = PTHREAD_ONCE_INIT;
+
+static void xindex_build(void)
+{
+    if (xindex_init(&xindex, &xindex_err) != SY_OK)
+        xindex_free(&xindex); /* every expansion then reports xindex_err */
+}
+
 /* The expansion of schema text json as a JSON value (caller decrefs), NULL with err. */
 static json_t *expand_text(const char *json, sy_err_t *err)
 {
-    xctx_t x;
     json_t *in = NULL, *out = NULL;
     json_error_t jerr;
-    if (xctx_init(&x, err) != SY_OK)
-        goto out;
-    if (!(in = json_loads(json, 0, &jerr))) {
+    pthread_once(&xindex_once, xindex_build);
+    if (xindex_err.code != SY_OK) {
+        sy_err_set(err, xindex_err.code, false, "%s", xindex_err.msg);
+        return NULL;
+    }
+    xctx_t x = {.roots = xindex.roots,
+                .n_roots = xindex.n_roots,
+                .defs = xindex.defs,
+                .n_defs = xindex.n_defs,
+                .cap_defs = xindex.cap_defs};
+    if (!(in = json_loads(json, JSON_DECODE_ANY, &jerr))) { /* "string" is a schema too */
         sy_err_set(err, SY_ERR_SCHEMA, false, "schema is not valid JSON: %s (line %d)", jerr.text,
                    jerr.line);
         goto out;
@@ -1122,7 +1149,7 @@ out:
 char *sy_codec_expand_schema(const char *json, bool pretty, sy_err_t *err)
 {
     json_t *j = expand_text(json, err);
-    char *s = j ? json_dumps(j, pretty ? JSON_INDENT(2) : JSON_COMPACT) : NULL;
+    char *s = j ? json_dumps(j, (pretty ? JSON_INDENT(2) : JSON_COMPACT) | JSON_ENCODE_ANY) : NULL;
     if (j && !s)
         sy_err_set(err, SY_ERR_NOMEM, false, "out of memory");
     json_decref(j);
@@ -1935,9 +1962,28 @@ static int read_double(dec_t *d, double *out)
     return 0;
 }
 
+/* A decoded string (or map key) must be text: valid UTF-8, as the Avro specification says, and
+ * without NUL bytes. Every consumer treats our strings as C strings (a job id "a\0b" would be
+ * job "a"), and JSON, the job ledger and PostgreSQL refuse what is not UTF-8: a request that
+ * got past the router with such a string would be routed and then dead-lettered by the worker,
+ * never ending. Refused here, it is dead-lettered at the router, before anything is accepted. */
+static int check_text(dec_t *d, const uint8_t *s, size_t n, const char *what)
+{
+    size_t i = 0;
+    while (i < n && s[i] && s[i] < 0x80) /* ASCII: the common case, byte by byte */
+        i++;
+    if (i < n && s[i] && !utf8_valid(s + i, n - i))
+        return ep_fail(&d->e, SY_ERR_INVALID_ARG, "%s is not valid UTF-8", what);
+    if (i < n && memchr(s + i, '\0', n - i))
+        return ep_fail(&d->e, SY_ERR_INVALID_ARG, "%s holds a NUL byte", what);
+    return 0;
+}
+
 /* avro-c strings carry their NUL terminator; the wire's do not. */
 static int set_string(dec_t *d, avro_value_t *dst, const uint8_t *s, size_t n)
 {
+    if (check_text(d, s, n, "string"))
+        return -1;
     char stackbuf[STACK_STRING];
     char *buf = n < sizeof(stackbuf) ? stackbuf : malloc(n + 1);
     if (!buf)
@@ -1994,17 +2040,18 @@ static int run_blocks(dec_t *d, const prog_t *p, avro_value_t *dst)
             if (size < 0)
                 return ep_fail(&d->e, SY_ERR_INVALID_ARG, "negative %s block size", what);
         }
-        if (count > d->max_items - total)
+        if (count > d->max_items - total) /* (unsigned: total + count may overflow int64) */
             return ep_fail(&d->e, SY_ERR_TOO_LARGE,
-                           "%s of at least %" PRId64 " items exceeds codec.max.items (%" PRId64 ")",
-                           what, total + count, d->max_items);
+                           "%s of at least %" PRIu64 " items exceeds codec.max.items (%" PRId64 ")",
+                           what, (uint64_t)total + (uint64_t)count, d->max_items);
         for (int64_t k = 0; k < count; k++, total++) {
             avro_value_t child, *cp = NULL;
             int rc = 0;
             if (map) {
                 size_t klen;
                 char stackbuf[STACK_STRING], *key;
-                if (read_len(d, &klen, "map key")) {
+                if (read_len(d, &klen, "map key") ||
+                    (dst && check_text(d, d->p, klen, "map key"))) {
                     ep_push(&d->e, "[%" PRId64 "]", total);
                     return -1;
                 }
@@ -3106,10 +3153,24 @@ static bool is_timestamp(const snode_t *t)
 }
 
 /* "2024-05-01T12:00:00Z", "2024-05-01T12:00:00.123+02:00" → epoch milliseconds. */
+/* True when s starts with shape: 'd' a digit, '_' any of "Tt ", anything else itself. (sscanf's
+ * %2d alone would take "-1" or "+1" for an hour.) */
+static bool shaped(const char *s, const char *shape)
+{
+    for (; *shape; s++, shape++) {
+        if (*shape == 'd'   ? !isdigit((unsigned char)*s)
+            : *shape == '_' ? (!*s || !strchr("Tt ", *s))
+                            : *s != *shape)
+            return false;
+    }
+    return true;
+}
+
 static bool parse_rfc3339(const char *s, int64_t *ms)
 {
     int y, mo, d, h, mi, se, n = 0;
-    if (sscanf(s, "%4d-%2d-%2d%*1[Tt ]%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &se, &n) != 6 || !n)
+    if (!shaped(s, "dddd-dd-dd_dd:dd:dd") ||
+        sscanf(s, "%4d-%2d-%2d%*1[Tt ]%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &se, &n) != 6 || !n)
         return false;
     const char *p = s + n;
     int64_t frac = 0;
@@ -3128,8 +3189,8 @@ static bool parse_rfc3339(const char *s, int64_t *ms)
         p++;
     } else if (*p == '+' || *p == '-') {
         int oh, om;
-        if (!isdigit((unsigned char)p[1]) || sscanf(p + 1, "%2d:%2d", &oh, &om) != 2 ||
-            strlen(p) != 6 || oh > 23 || om > 59)
+        if (!shaped(p + 1, "dd:dd") || sscanf(p + 1, "%2d:%2d", &oh, &om) != 2 || strlen(p) != 6 ||
+            oh > 23 || om > 59)
             return false;
         offset = (oh * 60L + om) * 60L * (*p == '-' ? -1 : 1);
         p += 6;
@@ -3673,10 +3734,20 @@ static json_t *jdump(errpath_t *e, avro_value_t *v, int depth)
                 json_decref(out);
                 return NULL;
             }
-            if (t == AVRO_ARRAY)
-                json_array_append_new(out, cj);
-            else
-                json_object_set_new(out, name, cj);
+            /* json_object_set_new refuses a key that is not UTF-8: fail as a string
+             * value does, rather than drop the entry from the output silently */
+            if (t != AVRO_ARRAY && !utf8_valid(name, strlen(name))) {
+                json_decref(cj);
+                json_decref(out);
+                ep_fail(e, SY_ERR_JSON, "map key is not valid UTF-8");
+                return NULL;
+            }
+            if ((t == AVRO_ARRAY ? json_array_append_new(out, cj)
+                                 : json_object_set_new(out, name, cj)) != 0) {
+                json_decref(out);
+                ep_fail(e, SY_ERR_NOMEM, "out of memory");
+                return NULL;
+            }
         }
         break;
     }

@@ -132,7 +132,8 @@ sy_err_code_t sy_codec_encode(sy_codec_t *codec, sy_type_t type, const char *top
  *   SY_ERR_SCHEMA          the writer schema cannot be resolved into ours (incompatible), or the
  *                          record uses a union branch / enum symbol the reader lacks
  *   SY_ERR_INVALID_ARG     malformed data (bad varint, negative length, union index out of
- *                          range, trailing bytes after the record), or out of the wrong type
+ *                          range, trailing bytes after the record, a string or map key that is
+ *                          not UTF-8 or holds a NUL byte), or out of the wrong type
  *   SY_ERR_REGISTRY        the registry is unreachable (retriable) or answers garbage
  * On error out holds a partial value (still valid to reuse or decref); nothing leaks. */
 sy_err_code_t sy_codec_decode(sy_codec_t *codec, sy_type_t type, const void *data, size_t len,

@@ -8,6 +8,8 @@
 #include <string.h>
 #include <strings.h>
 
+#define MAX_FILE_BYTES (1 << 20) /* a config file is a few KB; refuse anything absurd */
+
 /* The one table. Adding a setting means adding a row here (and it shows up in the docs dump). */
 static const sy_config_def_t config_table[] = {
     {"bootstrap.servers", SY_CONF_STRING, "localhost:9092", false,
@@ -295,15 +297,30 @@ static char *trim(char *s)
     return s;
 }
 
-sy_err_code_t sy_config_load_file(sy_config_t *conf, const char *path, sy_err_t *err)
+sy_err_code_t sy_config_load_text(sy_config_t *conf, const char *text, size_t len,
+                                  const char *origin, sy_err_t *err)
 {
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return sy_err_set(err, SY_ERR_CONFIG, false, "config file %s: %s", path, strerror(errno));
-    char line[4096];
-    int lineno = 0;
+    const char *nul = memchr(text, '\0', len);
+    if (nul) {
+        int lineno = 1;
+        for (const char *p = text; p < nul; p++)
+            lineno += *p == '\n';
+        return sy_err_set(err, SY_ERR_CONFIG, false, "config file %s:%d: NUL byte", origin, lineno);
+    }
+    char *copy = malloc(len + 1); /* lines are cut in place */
+    if (!copy)
+        return sy_err_set(err, SY_ERR_NOMEM, false, "out of memory");
+    memcpy(copy, text, len);
+    copy[len] = '\0';
     sy_err_code_t rc = SY_OK;
-    while (fgets(line, sizeof(line), f)) {
+    int lineno = 0;
+    for (char *line = copy, *next; line; line = next) {
+        char *eol = strchr(line, '\n');
+        next = eol ? eol + 1 : NULL;
+        if (eol)
+            *eol = '\0';
+        else if (!*line) /* the text ended with a newline */
+            break;
         lineno++;
         char *s = trim(line);
         if (!*s || *s == '#')
@@ -311,17 +328,39 @@ sy_err_code_t sy_config_load_file(sy_config_t *conf, const char *path, sy_err_t 
         char *eq = strchr(s, '=');
         if (!eq) {
             rc = sy_err_set(err, SY_ERR_CONFIG, false, "config file %s:%d: expected key = value",
-                            path, lineno);
+                            origin, lineno);
             goto out;
         }
         *eq = '\0';
         char *key = trim(s), *value = trim(eq + 1);
         if ((rc = sy_config_set(conf, key, value, err)) != SY_OK) {
-            sy_err_prefix(err, "config file %s:%d", path, lineno);
+            sy_err_prefix(err, "config file %s:%d", origin, lineno);
             goto out;
         }
     }
 out:
+    free(copy);
+    return rc;
+}
+
+sy_err_code_t sy_config_load_file(sy_config_t *conf, const char *path, sy_err_t *err)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return sy_err_set(err, SY_ERR_CONFIG, false, "config file %s: %s", path, strerror(errno));
+    sy_err_code_t rc = SY_OK;
+    char *text = malloc(MAX_FILE_BYTES + 1);
+    size_t n = text ? fread(text, 1, MAX_FILE_BYTES + 1, f) : 0;
+    if (!text)
+        rc = sy_err_set(err, SY_ERR_NOMEM, false, "out of memory");
+    else if (ferror(f))
+        rc = sy_err_set(err, SY_ERR_CONFIG, false, "config file %s: read error", path);
+    else if (n > MAX_FILE_BYTES)
+        rc = sy_err_set(err, SY_ERR_CONFIG, false, "config file %s: larger than %d bytes", path,
+                        MAX_FILE_BYTES);
+    else
+        rc = sy_config_load_text(conf, text, n, path, err);
+    free(text);
     fclose(f);
     return rc;
 }

@@ -33,8 +33,18 @@ void sy_config_destroy(sy_config_t *conf);
  * message naming the key. */
 sy_err_code_t sy_config_set(sy_config_t *conf, const char *key, const char *value, sy_err_t *err);
 
-/* Reads "key = value" lines ('#' starts a comment; blank lines ignored). */
+/* Reads "key = value" lines ('#' starts a comment; blank lines ignored) from the file at path
+ * (at most 1 MiB), through sy_config_load_text. */
 sy_err_code_t sy_config_load_file(sy_config_t *conf, const char *path, sy_err_t *err);
+
+/* The parser of sy_config_load_file, on text in memory (len bytes, need not be NUL-terminated;
+ * no I/O): one "key = value" per line, '\n' or "\r\n" endings, key and value trimmed, a line
+ * whose first non-blank character is '#' ignored, lines of any length. origin names the text in
+ * error messages ("config file <origin>:<line>: ..."). A line without '=', a NUL byte, or a key
+ * that sy_config_set refuses fails with SY_ERR_CONFIG naming the line; the lines before it
+ * stay applied. */
+sy_err_code_t sy_config_load_text(sy_config_t *conf, const char *text, size_t len,
+                                  const char *origin, sy_err_t *err);
 
 /* Applies SWITCHYARD_<KEY> variables from envp (NULL-terminated "NAME=value" strings):
  * the key upper-cased with '.' and '-' as '_' (SWITCHYARD_BOOTSTRAP_SERVERS), and

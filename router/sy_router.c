@@ -155,6 +155,10 @@ static sy_err_code_t produce(sy_router_t *r, const char *topic, int32_t partitio
     if (e) {
         if (flags & RD_KAFKA_MSG_F_FREE)
             free(val);
+        if (e == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE) /* no retry makes it fit */
+            return sy_err_set(err, SY_ERR_TOO_LARGE, false,
+                              "produce to %s: %zu bytes, over the producer's message.max.bytes",
+                              topic, len);
         return sy_err_set(err, SY_ERR_KAFKA, true, "produce to %s: %s", topic, rd_kafka_err2str(e));
     }
     return SY_OK;
@@ -192,37 +196,52 @@ static sy_err_code_t emit_status(sy_router_t *r, const char *job_id, const char 
 }
 
 /* The original bytes and headers to <ns>.deadletter, with headers naming the error and where the
- * message came from. */
+ * message came from. A message the broker took may still be over this producer's
+ * message.max.bytes (the broker's limit is higher by default, and producers may raise theirs):
+ * then the copy goes without the original value, with "sy.value.omitted: <its size>", and if
+ * that is still too large, without the original headers either. A dead-letter record that
+ * cannot be produced would fail the transaction, and the same message would fail it again. */
 static sy_err_code_t deadletter(sy_router_t *r, const rd_kafka_message_t *m, const sy_err_t *why,
                                 sy_err_t *err)
 {
-    rd_kafka_headers_t *orig = NULL, *h;
-    if (rd_kafka_message_headers(m, &orig) == RD_KAFKA_RESP_ERR_NO_ERROR && orig)
-        h = rd_kafka_headers_copy(orig);
-    else
-        h = rd_kafka_headers_new(6);
-    char part[16], off[32];
+    char part[16], off[32], omitted[32];
     snprintf(part, sizeof(part), "%d", m->partition);
     snprintf(off, sizeof(off), "%lld", (long long)m->offset);
-    rd_kafka_header_add(h, "sy.error", -1, why->msg, -1);
-    rd_kafka_header_add(h, "sy.error.code", -1, sy_err_code_name(why->code), -1);
-    rd_kafka_header_add(h, "sy.source.topic", -1, rd_kafka_topic_name(m->rkt), -1);
-    rd_kafka_header_add(h, "sy.source.partition", -1, part, -1);
-    rd_kafka_header_add(h, "sy.source.offset", -1, off, -1);
-    rd_kafka_header_add(h, "sy.router", -1, r->instance, -1);
+    snprintf(omitted, sizeof(omitted), "%zu", m->len);
     sy_warn("router", "dead-lettered %s[%d]@%lld: %s", rd_kafka_topic_name(m->rkt), m->partition,
             (long long)m->offset, why->msg);
     r->n_deadletter++;
-    rd_kafka_resp_err_t e = rd_kafka_producev(
-        r->producer, RD_KAFKA_V_TOPIC(r->t_deadletter), RD_KAFKA_V_KEY(m->key, m->key_len),
-        RD_KAFKA_V_VALUE(m->payload, m->len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-        RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_END);
-    if (e) {
+    rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR_NO_ERROR;
+    for (int level = 0; level < 3; level++) { /* 0: as is, 1: no value, 2: nor its headers */
+        rd_kafka_headers_t *orig = NULL, *h;
+        if (level < 2 && rd_kafka_message_headers(m, &orig) == RD_KAFKA_RESP_ERR_NO_ERROR && orig)
+            h = rd_kafka_headers_copy(orig);
+        else
+            h = rd_kafka_headers_new(8);
+        rd_kafka_header_add(h, "sy.error", -1, why->msg, -1);
+        rd_kafka_header_add(h, "sy.error.code", -1, sy_err_code_name(why->code), -1);
+        rd_kafka_header_add(h, "sy.source.topic", -1, rd_kafka_topic_name(m->rkt), -1);
+        rd_kafka_header_add(h, "sy.source.partition", -1, part, -1);
+        rd_kafka_header_add(h, "sy.source.offset", -1, off, -1);
+        rd_kafka_header_add(h, "sy.router", -1, r->instance, -1);
+        if (level > 0)
+            rd_kafka_header_add(h, "sy.value.omitted", -1, omitted, -1);
+        e = rd_kafka_producev(
+            r->producer, RD_KAFKA_V_TOPIC(r->t_deadletter), RD_KAFKA_V_KEY(m->key, m->key_len),
+            RD_KAFKA_V_VALUE(level ? NULL : m->payload, level ? 0 : m->len),
+            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_END);
+        if (!e)
+            return SY_OK;
         rd_kafka_headers_destroy(h);
-        return sy_err_set(err, SY_ERR_KAFKA, true, "produce to %s: %s", r->t_deadletter,
-                          rd_kafka_err2str(e));
+        if (e != RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE)
+            break;
+        sy_warn("router", "%s[%d]@%lld is too large to dead-letter %s; %s",
+                rd_kafka_topic_name(m->rkt), m->partition, (long long)m->offset,
+                level ? "without its value" : "as is",
+                level ? "leaving out its headers too" : "leaving out its value");
     }
-    return SY_OK;
+    return sy_err_set(err, SY_ERR_KAFKA, true, "produce to %s: %s", r->t_deadletter,
+                      rd_kafka_err2str(e));
 }
 
 /* ---- validation ----------------------------------------------------------------------------- */
@@ -429,10 +448,22 @@ static sy_err_code_t route_one(sy_router_t *r, const sy_registry_snapshot_t *sna
     char topic[300];
     snprintf(topic, sizeof(topic), "%s.cluster.%s", sy_config_get(r->conf, "topic.namespace"),
              res.cluster->name);
-    if (ensure_cluster_topic(r, topic, err) != SY_OK ||
-        build_routed(r, job_id, &res, err) != SY_OK ||
-        produce_value(r, SY_TYPE_ROUTED_JOB, topic, job_id, &r->routed, err) != SY_OK ||
-        produce(r, r->t_seen, m->partition, job_id, (void *)res.cluster->name,
+    if (ensure_cluster_topic(r, topic, err) != SY_OK || build_routed(r, job_id, &res, err) != SY_OK)
+        return err->code;
+    if (produce_value(r, SY_TYPE_ROUTED_JOB, topic, job_id, &r->routed, err) != SY_OK) {
+        if (err->code != SY_ERR_TOO_LARGE)
+            return err->code;
+        /* the request fits a message, the request plus the routing data does not */
+        sy_err_set(&why, SY_ERR_TOO_LARGE, false,
+                   "request too large to route: %s (make arguments, environment or metadata "
+                   "smaller)",
+                   err->msg);
+        sy_err_clear(err);
+        r->n_invalid++;
+        sy_info("router", "job %s: INVALID: %s", job_id, why.msg);
+        return emit_status(r, job_id, "INVALID", 2, NULL, NULL, why.msg, submitted_at, err);
+    }
+    if (produce(r, r->t_seen, m->partition, job_id, (void *)res.cluster->name,
                 strlen(res.cluster->name), RD_KAFKA_MSG_F_COPY, err) != SY_OK ||
         emit_status(r, job_id, "RESOLVED", 2, res.cluster->name, res.command->name, res.rationale,
                     submitted_at, err) != SY_OK)

@@ -1111,6 +1111,15 @@ static void test_json(sy_codec_t *c)
          "{\"job_id\":\"j\",\"action\":\"KILL\",\"requested_by\":\"b\","
          "\"requested_at\":\"yesterday\"}",
          SY_ERR_JSON, "\"yesterday\" is not an RFC 3339 time"},
+        /* sscanf's %2d takes a sign: these were read as 11:00 and an offset of +00:59 */
+        {SY_TYPE_JOB_CONTROL,
+         "{\"job_id\":\"j\",\"action\":\"KILL\",\"requested_by\":\"b\","
+         "\"requested_at\":\"2024-05-01T-1:00:00Z\"}",
+         SY_ERR_JSON, "is not an RFC 3339 time"},
+        {SY_TYPE_JOB_CONTROL,
+         "{\"job_id\":\"j\",\"action\":\"KILL\",\"requested_by\":\"b\","
+         "\"requested_at\":\"2024-05-01T12:00:00+01:-1\"}",
+         SY_ERR_JSON, "is not an RFC 3339 time"},
         {SY_TYPE_JOB_LOG,
          "{\"job_id\":\"j\",\"stream\":\"s\",\"offset\":0,\"chunk\":{\"base64\":"
          "\"!!\"},\"emitted_at\":1}",
@@ -1282,6 +1291,116 @@ static void test_threads(void)
     fake_done(&f);
 }
 
+/* Inputs the fuzzers found (the regress-* seeds under tests/fuzz/corpus), as unit tests. */
+static void test_fuzz_regressions(sy_codec_t *c)
+{
+    sy_err_t err = SY_ERR_INIT;
+    size_t len;
+
+    /* Strings and map keys are text: a record with one that is not UTF-8 or that holds a NUL
+     * byte does not decode (it used to, and then had no JSON form: the worker dead-lettered
+     * the RoutedJob of a request the router had accepted, and the job never ended). */
+    static const struct {
+        const char *json, *find;
+        uint8_t patch;
+        const char *needle;
+    } bad[] = {
+        {MINREQ("\"environment\":{\"KEY\":\"v\"},"), "KEY", 0xFF, "map key is not valid UTF-8"},
+        {MINREQ("\"metadata\":{\"KEY\":\"v\"},"), "KEY", 0x00, "map key holds a NUL byte"},
+        {MINREQ("\"arguments\":[\"ARG\"],"), "ARG", 0xC0, "string is not valid UTF-8"},
+        {MINREQ("\"arguments\":[\"ARG\"],"), "ARG", 0x00, "string holds a NUL byte"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        uint8_t *buf = encode_json(c, SY_TYPE_JOB_REQUEST, NULL, bad[i].json, &len, &err);
+        uint8_t *k = buf ? memmem(buf, len, bad[i].find, 3) : NULL;
+        CHECK(k != NULL);
+        if (!k) {
+            free(buf);
+            continue;
+        }
+        k[1] = bad[i].patch;
+        avro_value_t v;
+        sy_codec_value_new(c, SY_TYPE_JOB_REQUEST, &v, &err);
+        CHECK_CODE(sy_codec_decode(c, SY_TYPE_JOB_REQUEST, buf, len, &v, &err), SY_ERR_INVALID_ARG,
+                   &err);
+        CHECK_MSG(&err, bad[i].needle);
+        CHECK_MSG(&err, "[0]");
+        k[1] = 0xC3; /* "\xC3\x80" followed by the rest: U+00C0, valid */
+        k[2] = 0x80;
+        CHECK_CODE(sy_codec_decode(c, SY_TYPE_JOB_REQUEST, buf, len, &v, &err), SY_OK, &err);
+        avro_value_decref(&v);
+        free(buf);
+    }
+    /* A value built in C can still hold such a key: it has no JSON form, an error (the entry
+     * used to vanish from the output silently: fuzz_codec_decode) */
+    avro_value_t v, env, item;
+    sy_codec_value_new(c, SY_TYPE_JOB_REQUEST, &v, &err);
+    avro_value_get_by_name(&v, "environment", &env, NULL);
+    avro_value_add(&env, "K\xFF", &item, NULL, NULL);
+    avro_value_set_string(&item, "v");
+    CHECK(sy_codec_to_json(&v, &err) == NULL);
+    CHECK(err.code == SY_ERR_JSON);
+    CHECK_MSG(&err, "environment");
+    CHECK_MSG(&err, "map key is not valid UTF-8");
+    avro_value_decref(&v);
+
+    /* A block count near INT64_MAX after items already read: the error message added the two
+     * (signed overflow, a UBSan abort: fuzz_codec_decode) */
+    uint8_t *req = encode_json(c, SY_TYPE_JOB_REQUEST, NULL, MINREQ("\"arguments\":[\"a\",\"b\"],"),
+                               &len, &err);
+    uint8_t *blk = req ? memmem(req, len,
+                                "\x04\x02"
+                                "a\x02"
+                                "b\x00",
+                                6)
+                       : NULL;
+    CHECK(blk != NULL);
+    if (blk) {
+        static const uint8_t huge[] = {0x02, 0x02, 'a',  0xfe, 0xff, 0xff, 0xff,
+                                       0xff, 0xff, 0xff, 0xff, 0xff, 0x01};
+        size_t head = (size_t)(blk - req);
+        uint8_t *bad = malloc(head + sizeof(huge));
+        memcpy(bad, req, head);
+        memcpy(bad + head, huge, sizeof(huge));
+        avro_value_t v2;
+        sy_codec_value_new(c, SY_TYPE_JOB_REQUEST, &v2, &err);
+        CHECK_CODE(sy_codec_decode(c, SY_TYPE_JOB_REQUEST, bad, head + sizeof(huge), &v2, &err),
+                   SY_ERR_TOO_LARGE, &err);
+        CHECK_MSG(&err, "array of at least 9223372036854775808 items");
+        avro_value_decref(&v2);
+        free(bad);
+    }
+    free(req);
+
+    /* A primitive schema is a schema: its canonical form is a JSON string that parses again
+     * (it did not: schema text had to be an object or array), and a record framed with one is
+     * of the wrong type, not an unparsable schema. */
+    char *pcf =
+        sy_codec_canonical_form("{\"type\":\"long\",\"logicalType\":\"timestamp-millis\"}", &err);
+    CHECK_STR(pcf, "\"long\"");
+    char *again = pcf ? sy_codec_canonical_form(pcf, &err) : NULL;
+    CHECK_STR(again, "\"long\"");
+    free(again);
+    free(pcf);
+    char *x = sy_codec_expand_schema("\"string\"", false, &err);
+    CHECK_STR(x, "\"string\"");
+    free(x);
+    int type = 0;
+    CHECK_CODE(sy_codec_add_schema(c, "\"string\"", &type, &err), SY_OK, &err);
+    CHECK(type == -1);
+    uint8_t rec[12] = {0xC3, 0x01};
+    uint64_t fp = sy_codec_crc64_avro("\"string\"", 8);
+    for (int i = 0; i < 8; i++)
+        rec[2 + i] = (uint8_t)(fp >> (8 * i));
+    rec[10] = 0x02; /* "a" */
+    rec[11] = 'a';
+    sy_codec_value_new(c, SY_TYPE_JOB_CONTROL, &v, &err);
+    CHECK_CODE(sy_codec_decode(c, SY_TYPE_JOB_CONTROL, rec, sizeof(rec), &v, &err),
+               SY_ERR_WRONG_TYPE, &err);
+    CHECK_MSG(&err, "string");
+    avro_value_decref(&v);
+}
+
 int main(void)
 {
     sy_log_set_level(SY_LOG_ERROR);
@@ -1294,6 +1413,7 @@ int main(void)
     test_json(a);
     test_values(a);
     test_threads();
+    test_fuzz_regressions(a);
     sy_codec_destroy(a);
     sy_codec_destroy(b);
     sy_codec_destroy(NULL);

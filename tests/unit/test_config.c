@@ -85,6 +85,30 @@ int main(void)
     CHECK(strstr(err.msg, ":1") != NULL);
     unlink(path);
 
+    /* the file parser on text: any line length (a 4096-byte line buffer used to cut long
+     * lines, and the rest was read as a line of its own), CRLF, a NUL refused */
+    sy_config_t *c3 = sy_config_new();
+    size_t vlen = 10000;
+    char *big = malloc(vlen + 64);
+    int off = sprintf(big, "bootstrap.servers = ");
+    memset(big + off, 'b', vlen);
+    strcpy(big + off + vlen, "\r\nclient.id=x=y\r\n");
+    CHECK(sy_config_load_text(c3, big, strlen(big), "big.conf", &err) == SY_OK);
+    CHECK(strlen(sy_config_get(c3, "bootstrap.servers")) == vlen);
+    CHECK_STR(sy_config_get(c3, "client.id"), "x=y");
+    free(big);
+    CHECK(sy_config_load_text(c3, "log.level = warn\n\0x", 19, "nul.conf", &err) == SY_ERR_CONFIG);
+    CHECK(strstr(err.msg, "nul.conf:2") != NULL);
+    CHECK(sy_config_load_text(c3, "a", 0, "empty.conf", &err) == SY_OK);
+    const char *blank = "# only\n\n   \n";
+    CHECK(sy_config_load_text(c3, blank, strlen(blank), "c.conf", &err) == SY_OK);
+    CHECK(sy_config_load_text(c3, "topic.namespace = n", 19, "noeol.conf", &err) == SY_OK);
+    CHECK_STR(sy_config_get(c3, "topic.namespace"), "n");
+    const char *bogus = "\nbogus.key = 1\n";
+    CHECK(sy_config_load_text(c3, bogus, strlen(bogus), "b.conf", &err) == SY_ERR_CONFIG);
+    CHECK(strstr(err.msg, "b.conf:2") && strstr(err.msg, "bogus.key"));
+    sy_config_destroy(c3);
+
     CHECK(sy_config_parse_duration_ms("2h") == 7200000);
     CHECK(sy_config_parse_duration_ms("30s") == 30000);
     CHECK(sy_config_parse_duration_ms("1.5m") == 90000);
