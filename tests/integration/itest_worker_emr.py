@@ -232,14 +232,16 @@ def test_throttling_and_5xx(env, st, w, aws, c):
     control("POST", "/control/faults", {"seed": 11, "rules": [
         {"service": "emr", "operation": "ListSteps", "kind": "throttle", "probability": 0.5},
         {"service": "emr", "operation": "AddJobFlowSteps", "kind": "error", "status": 503,
-         "probability": 0.3},
-        {"service": "emr", "operation": "AddJobFlowSteps", "kind": "throttle", "probability": 0.3},
+         "probability": 0.2},
+        {"service": "emr", "operation": "AddJobFlowSteps", "kind": "throttle", "probability": 0.2},
         {"service": "s3", "kind": "error", "status": 500, "probability": 0.3}]})
     jobs = [f"storm-{i}" for i in range(8)]
     try:
         for j in jobs:
             submit(env, j, ["emr:main"], [j])
-        ids = {j: step_id(w, j, 90) for j in jobs}
+        # each 503 on AddJobFlowSteps (ambiguous: never retried blindly) costs a look by name,
+        # aws.timeout.ms before adding the step again, and a growing backoff
+        ids = {j: step_id(w, j, 240) for j in jobs}
         for j, sid in ids.items():
             aws.put_log(c["main"], sid, "stdout", f"{j} done\n".encode())
             aws.move(c["main"], sid, "COMPLETED")
