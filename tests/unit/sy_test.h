@@ -4,6 +4,7 @@
 #define SY_TEST_H
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static int sy_test_failures, sy_test_checks;
@@ -27,6 +28,30 @@ static int sy_test_failures, sy_test_checks;
                     __LINE__, #a, _a ? _a : "(null)", _b ? _b : "(null)");                         \
         }                                                                                          \
     } while (0)
+
+/* The bytes of file dir/name (captured answers, fixtures), NUL-terminated, malloc'd (the caller
+ * frees); *len (may be NULL) receives their count. A missing file ends the test (exit 2). */
+__attribute__((unused)) static char *sy_test_slurp(const char *dir, const char *name, size_t *len)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s%s", dir, name);
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "cannot open %s\n", path);
+        exit(2);
+    }
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    if (!buf || fread(buf, 1, (size_t)n, f) != (size_t)n)
+        exit(2);
+    buf[n] = '\0';
+    fclose(f);
+    if (len)
+        *len = (size_t)n;
+    return buf;
+}
 
 #define SY_TEST_DONE()                                                                             \
     do {                                                                                           \

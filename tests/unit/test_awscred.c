@@ -14,24 +14,7 @@
 
 static char *slurp(const char *name, size_t *len)
 {
-    char path[256];
-    snprintf(path, sizeof(path), DATA "%s", name);
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        fprintf(stderr, "cannot open %s\n", path);
-        exit(2);
-    }
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    if (fread(buf, 1, (size_t)n, f) != (size_t)n)
-        exit(2);
-    buf[n] = '\0';
-    fclose(f);
-    if (len)
-        *len = (size_t)n;
-    return buf;
+    return sy_test_slurp(DATA, name, len);
 }
 
 static time_t t_of(const char *s)
