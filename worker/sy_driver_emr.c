@@ -189,7 +189,7 @@ static void fail_cluster(sy_job_t *const *jobs, size_t n, const char *cluster_id
             sy_job_end(jobs[i], SY_JOB_FAILED, "CLUSTER_UNAVAILABLE", "%s", err->msg);
 }
 
-static void apply(emr_driver_t *d, const sy_emr_step_t *st, sy_job_t *job)
+static void apply(const sy_emr_step_t *st, sy_job_t *job)
 {
     sy_job_phase_t before = job->phase;
     sy_emr_apply_step(st, job);
@@ -199,7 +199,6 @@ static void apply(emr_driver_t *d, const sy_emr_step_t *st, sy_job_t *job)
     if (job->phase != before)
         sy_debug(LOG, "job %s: step %s on %s is %s", job->job_id, st->id, cluster_of(job),
                  sy_emr_step_state_name(st->state));
-    (void)d;
 }
 
 /* One round for the jobs of cluster_id among jobs[0..n). */
@@ -226,7 +225,7 @@ static sy_err_code_t round_cluster(emr_driver_t *d, sy_job_t *const *jobs, size_
                 continue;
             ((emr_job_t *)job->driver_data)->seen = true;
             ((emr_job_t *)job->driver_data)->missing = 0;
-            apply(d, &d->steps[k], job);
+            apply(&d->steps[k], job);
         }
         if (!*marker)
             break;
@@ -256,7 +255,7 @@ static sy_err_code_t round_cluster(emr_driver_t *d, sy_job_t *const *jobs, size_
             sy_job_t *job = job_with_step(jobs, n, cluster_id, d->steps[k].id);
             if (job && job->driver_data) {
                 ((emr_job_t *)job->driver_data)->seen = true;
-                apply(d, &d->steps[k], job);
+                apply(&d->steps[k], job);
             }
         }
         for (size_t k = 0; k < n_ids; k++) {
@@ -469,7 +468,7 @@ static sy_err_code_t emr_resume(void *dv, sy_job_t *job, sy_err_t *err)
         }
         for (size_t k = 0; k < got; k++)
             if (!strcmp(d->steps[k].id, job->backend_id))
-                apply(d, &d->steps[k], job);
+                apply(&d->steps[k], job);
         return SY_OK;
     }
     sy_emr_step_name(job->job_id, name, sizeof(name));
@@ -486,7 +485,7 @@ static sy_err_code_t emr_resume(void *dv, sy_job_t *job, sy_err_t *err)
         for (size_t k = 0; k < got; k++) {
             if (!strcmp(d->steps[k].name, name)) {
                 snprintf(job->backend_id, sizeof(job->backend_id), "%s", d->steps[k].id);
-                apply(d, &d->steps[k], job);
+                apply(&d->steps[k], job);
                 if (job->phase == SY_PHASE_NEW)
                     job->phase = SY_PHASE_PENDING;
                 sy_info(LOG, "job %s: found its step %s on %s; not adding it again", job->job_id,
@@ -524,18 +523,24 @@ static sy_err_code_t emr_poll(void *dv, sy_job_t *const *jobs, size_t n, int wai
     }
     d->next_round = now + d->interval_ms;
     sy_err_code_t rc = SY_OK;
+    /* Each cluster id once (a runner's jobs normally share one; another only while the
+     * registry's address changes under jobs in flight): the first of its jobs runs its round. */
+    const char *done[8];
+    size_t n_done = 0;
     for (size_t i = 0; i < n; i++) {
         if (!state_of(jobs[i], err))
             return err->code;
-        if (!client(d, jobs[i], err))
+        const char *cid = cluster_of(jobs[i]);
+        bool first = *cid != '\0';
+        for (size_t j = 0; j < n_done && first; j++)
+            first = strcmp(done[j], cid) != 0;
+        if (first && n_done < sizeof(done) / sizeof(done[0]))
+            done[n_done++] = cid;
+        if (first && !client(d, jobs[i], err))
             return err->code;
-        /* each cluster once: the first of its jobs runs its round */
-        bool first = true;
-        for (size_t j = 0; j < i && first; j++)
-            first = strcmp(cluster_of(jobs[j]), cluster_of(jobs[i])) != 0;
-        if (first && *cluster_of(jobs[i])) {
+        if (first) {
             sy_err_t e = SY_ERR_INIT;
-            if (round_cluster(d, jobs, n, cluster_of(jobs[i]), &e) != SY_OK) {
+            if (round_cluster(d, jobs, n, cid, &e) != SY_OK) {
                 *err = e;
                 rc = e.code;
             }
