@@ -3,6 +3,7 @@
 #include "sy_router.h"
 
 #include <ctype.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +24,54 @@
 #define MAX_CRITERIA       16
 #define MAX_CRITERION_TAGS 32
 #define JOB_ID_MAX         128
+/* librdkafka refuses a record whose key + value + its per-record overhead (under 64 bytes for
+ * message format v2) exceeds the producer's message.max.bytes; a RoutedJob is checked against
+ * the limit minus this margin before its transaction opens. */
+#define RECORD_OVERHEAD 128
+
+/* One output record of a batch, made before the batch's transaction opens and produced into it
+ * then (while the previous transaction commits, the next batch is routed). */
+typedef struct out_rec {
+    const char *topic; /* r->t_* or a copy in the batch arena */
+    int32_t partition; /* RD_KAFKA_PARTITION_UA, or the changelog's partition */
+    const char *key;   /* in the batch arena */
+    void *val;         /* malloc'd, handed to librdkafka; or in the arena when copy */
+    size_t len;
+    bool copy;
+    const rd_kafka_message_t *dead; /* dead-letter this input message (why: its reason) */
+    sy_err_t *why;
+} out_rec_t;
+
+/* Bump allocator for a batch's small strings (keys, topic names), reset after each batch. */
+typedef struct arena_chunk {
+    struct arena_chunk *next;
+    size_t used, cap;
+    char data[];
+} arena_chunk_t;
+
+typedef struct batch {
+    rd_kafka_message_t **msgs;
+    int n;
+    out_rec_t *recs;
+    size_t n_recs, cap_recs;
+    arena_chunk_t *arena;
+    rd_kafka_topic_partition_list_t *offsets;
+} batch_t;
+
+/* The thread that sends a transaction's offsets and commits it, while the main thread routes
+ * the next batch. */
+typedef struct committer {
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool started, busy, quit;
+    rd_kafka_t *producer;
+    rd_kafka_topic_partition_list_t *offsets; /* owned while busy */
+    rd_kafka_consumer_group_metadata_t *cgmd;
+    rd_kafka_error_t *result; /* of the last commit; NULL = committed */
+    int n;                    /* requests in it, for the log */
+    long long t_produced;
+} committer_t;
 
 struct sy_router {
     const sy_config_t *conf;
@@ -40,8 +89,13 @@ struct sy_router {
     long long max_job_timeout_ms;
     avro_value_t req, routed, status; /* reused for every message */
     bool values_made;
+    size_t max_record;  /* the producer's message.max.bytes */
+    committer_t commit; /* at most one transaction commits while the next batch is routed */
+    bool txn_failed;    /* the last transaction failed (result kept in commit.result) */
     long n_routed, n_invalid, n_duplicate, n_deadletter, n_batches, n_aborts;
 };
+
+static void committer_wait(sy_router_t *r);
 
 /* ---- the seen-set changelog ------------------------------------------------------------- */
 
@@ -120,6 +174,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         sy_info("router", "assigned %d partition(s) of %s", parts->cnt, r->t_requests);
         rd_kafka_assign(rk, parts);
     } else {
+        committer_wait(r); /* the offsets of the transaction in flight are for these */
         sy_info("router", "revoked %d partition(s)", parts->cnt);
         for (int i = 0; i < parts->cnt; i++) {
             int32_t p = parts->elems[i].partition;
@@ -164,21 +219,101 @@ static sy_err_code_t produce(sy_router_t *r, const char *topic, int32_t partitio
     return SY_OK;
 }
 
-static sy_err_code_t produce_value(sy_router_t *r, sy_type_t type, const char *topic,
-                                   const char *key, avro_value_t *v, sy_err_t *err)
+/* ---- a batch's records ------------------------------------------------------------------- */
+
+static char *arena_dup(batch_t *b, const char *str, size_t n)
+{
+    arena_chunk_t *c = b->arena;
+    if (!c || c->cap - c->used < n + 1) {
+        size_t cap = n + 1 > 65536 ? n + 1 : 65536;
+        if (!(c = malloc(sizeof(*c) + cap)))
+            return NULL;
+        c->next = b->arena;
+        c->used = 0;
+        c->cap = cap;
+        b->arena = c;
+    }
+    char *d = c->data + c->used;
+    memcpy(d, str, n);
+    d[n] = 0;
+    c->used += n + 1;
+    return d;
+}
+
+/* Appends a record; val (malloc'd unless copy) belongs to the batch from here on, also when
+ * this fails. */
+static sy_err_code_t add_rec(batch_t *b, const char *topic, int32_t partition, const char *key,
+                             void *val, size_t len, bool copy, sy_err_t *err)
+{
+    if (b->n_recs == b->cap_recs) {
+        size_t cap = b->cap_recs ? b->cap_recs * 2 : 1024;
+        out_rec_t *recs = realloc(b->recs, cap * sizeof(*recs));
+        if (!recs) {
+            if (!copy)
+                free(val);
+            return sy_err_set(err, SY_ERR_NOMEM, true, "out of memory");
+        }
+        b->recs = recs;
+        b->cap_recs = cap;
+    }
+    b->recs[b->n_recs++] = (out_rec_t){.topic = topic, .partition = partition, .key = key,
+                                       .val = val, .len = len, .copy = copy};
+    return SY_OK;
+}
+
+/* Frees what the batch still owns (records not handed to librdkafka, input messages, strings)
+ * and empties it for the next one. */
+static void batch_reset(batch_t *b)
+{
+    for (size_t i = 0; i < b->n_recs; i++) {
+        if (!b->recs[i].copy)
+            free(b->recs[i].val);
+        free(b->recs[i].why);
+    }
+    b->n_recs = 0;
+    for (int i = 0; i < b->n; i++)
+        rd_kafka_message_destroy(b->msgs[i]);
+    b->n = 0;
+    arena_chunk_t *c = b->arena;
+    while (c && c->next) { /* keep one chunk for the next batch */
+        arena_chunk_t *next = c->next;
+        free(c);
+        c = next;
+    }
+    if (c)
+        c->used = 0;
+    b->arena = c;
+    if (b->offsets) {
+        rd_kafka_topic_partition_list_destroy(b->offsets);
+        b->offsets = NULL;
+    }
+}
+
+static void batch_free(batch_t *b)
+{
+    batch_reset(b);
+    free(b->arena);
+    free(b->recs);
+    free(b->msgs);
+}
+
+/* Encodes v and appends it as a record keyed by key (a string in the batch arena). */
+static sy_err_code_t add_value(sy_router_t *r, batch_t *b, sy_type_t type, const char *topic,
+                               const char *key, avro_value_t *v, size_t *len, sy_err_t *err)
 {
     void *buf = NULL;
-    size_t len = 0;
-    if (sy_codec_encode(r->codec, type, topic, v, &buf, &len, err) != SY_OK)
+    size_t n = 0;
+    if (sy_codec_encode(r->codec, type, topic, v, &buf, &n, err) != SY_OK)
         return err->code;
-    /* the encoded buffer is handed over rather than copied */
-    return produce(r, topic, RD_KAFKA_PARTITION_UA, key, buf, len, RD_KAFKA_MSG_F_FREE, err);
+    if (len)
+        *len = n;
+    return add_rec(b, topic, RD_KAFKA_PARTITION_UA, key, buf, n, false, err);
 }
 
 /* One JobStatus event. seq: ACCEPTED 1, RESOLVED/INVALID 2, DUPLICATE 0 (informational). */
-static sy_err_code_t emit_status(sy_router_t *r, const char *job_id, const char *state, long seq,
-                                 const char *cluster, const char *command, const char *message,
-                                 long long submitted_at, sy_err_t *err)
+static sy_err_code_t emit_status(sy_router_t *r, batch_t *b, const char *job_id, const char *state,
+                                 long seq, const char *cluster, const char *command,
+                                 const char *message, long long submitted_at, sy_err_t *err)
 {
     avro_value_t *s = &r->status;
     avro_value_reset(s);
@@ -192,7 +327,24 @@ static sy_err_code_t emit_status(sy_router_t *r, const char *job_id, const char 
         sy_avro_set_null(s, "exit_code") || sy_avro_set_string(s, "failure_reason", NULL) ||
         sy_avro_set_string(s, "log_uri", NULL) || sy_avro_set_string(s, "emitter", r->instance))
         return sy_err_set(err, SY_ERR_INTERNAL, false, "building JobStatus: %s", avro_strerror());
-    return produce_value(r, SY_TYPE_JOB_STATUS, r->t_status, job_id, s, err);
+    return add_value(r, b, SY_TYPE_JOB_STATUS, r->t_status, job_id, s, NULL, err);
+}
+
+/* Marks input message m for <ns>.deadletter (produced with the batch; see deadletter()). */
+static sy_err_code_t add_deadletter(sy_router_t *r, batch_t *b, const rd_kafka_message_t *m,
+                                    const sy_err_t *why, sy_err_t *err)
+{
+    sy_err_t *copy = malloc(sizeof(*copy));
+    if (!copy)
+        return sy_err_set(err, SY_ERR_NOMEM, true, "out of memory");
+    *copy = *why;
+    if (add_rec(b, r->t_deadletter, RD_KAFKA_PARTITION_UA, NULL, NULL, 0, true, err) != SY_OK) {
+        free(copy);
+        return err->code;
+    }
+    b->recs[b->n_recs - 1].dead = m;
+    b->recs[b->n_recs - 1].why = copy;
+    return SY_OK;
 }
 
 /* The original bytes and headers to <ns>.deadletter, with headers naming the error and where the
@@ -405,26 +557,31 @@ static bool validate(sy_router_t *r, sy_criterion_t *crit, size_t *n_crit, sy_cr
     return true;
 }
 
-/* Routes one request message inside the open transaction. Returns non-OK only for errors that
- * must abort the transaction (produce failures); bad input is handled here. */
-static sy_err_code_t route_one(sy_router_t *r, const sy_registry_snapshot_t *snap,
+/* Routes one request message into batch b's records. Returns non-OK only for errors that must
+ * fail the batch (out of memory, the registry unreachable while encoding, a cluster topic that
+ * cannot be made); bad input is handled here. */
+static sy_err_code_t route_one(sy_router_t *r, batch_t *b, const sy_registry_snapshot_t *snap,
                                const rd_kafka_message_t *m, sy_err_t *err)
 {
     sy_err_t why = SY_ERR_INIT;
     if (sy_codec_decode(r->codec, SY_TYPE_JOB_REQUEST, m->payload, m->len, &r->req, &why) != SY_OK)
-        return deadletter(r, m, &why, err);
-    const char *job_id = sy_avro_get_string(&r->req, "job_id");
-    if (!job_id_valid(job_id, &why))
-        return deadletter(r, m, &why, err);
+        return add_deadletter(r, b, m, &why, err);
+    const char *id = sy_avro_get_string(&r->req, "job_id");
+    if (!job_id_valid(id, &why))
+        return add_deadletter(r, b, m, &why, err);
+    size_t id_len = strlen(id);
+    const char *job_id = arena_dup(b, id, id_len); /* r->req is overwritten by the next one */
+    if (!job_id)
+        return sy_err_set(err, SY_ERR_NOMEM, true, "out of memory");
     int64_t submitted_at = 0;
     sy_avro_get_long_opt(&r->req, "submitted_at", &submitted_at);
 
     sy_seen_t *seen =
         m->partition >= 0 && m->partition < MAX_PARTITIONS ? r->seen[m->partition] : NULL;
-    if (seen && sy_seen_contains(seen, job_id, strlen(job_id))) {
+    if (seen && sy_seen_contains(seen, job_id, id_len)) {
         r->n_duplicate++;
         sy_info("router", "job %s: duplicate submission ignored", job_id);
-        return emit_status(r, job_id, "DUPLICATE", 0, NULL, NULL,
+        return emit_status(r, b, job_id, "DUPLICATE", 0, NULL, NULL,
                            "duplicate submission of an already routed job id; ignored",
                            submitted_at, err);
     }
@@ -433,7 +590,7 @@ static sy_err_code_t route_one(sy_router_t *r, const sy_registry_snapshot_t *sna
     const char *tag_buf[MAX_CRITERIA + 1][MAX_CRITERION_TAGS];
     size_t n_crit = 0;
     sy_resolution_t res;
-    if (emit_status(r, job_id, "ACCEPTED", 1, NULL, NULL, NULL, submitted_at, err) != SY_OK)
+    if (emit_status(r, b, job_id, "ACCEPTED", 1, NULL, NULL, NULL, submitted_at, err) != SY_OK)
         return err->code;
     if (!validate(r, crit, &n_crit, &cmd, tag_buf, &why) || !snap ||
         sy_resolve(snap, crit, n_crit, &cmd, r->selector, (sy_active_fn)sy_regcache_active, r->reg,
@@ -442,34 +599,39 @@ static sy_err_code_t route_one(sy_router_t *r, const sy_registry_snapshot_t *sna
             sy_err_set(&why, SY_ERR_INTERNAL, true, "no registry loaded");
         r->n_invalid++;
         sy_info("router", "job %s: INVALID: %s", job_id, why.msg);
-        return emit_status(r, job_id, "INVALID", 2, NULL, NULL, why.msg, submitted_at, err);
+        return emit_status(r, b, job_id, "INVALID", 2, NULL, NULL, why.msg, submitted_at, err);
     }
 
-    char topic[300];
-    snprintf(topic, sizeof(topic), "%s.cluster.%s", sy_config_get(r->conf, "topic.namespace"),
-             res.cluster->name);
-    if (ensure_cluster_topic(r, topic, err) != SY_OK || build_routed(r, job_id, &res, err) != SY_OK)
+    char name[300];
+    int tn = snprintf(name, sizeof(name), "%s.cluster.%s", sy_config_get(r->conf, "topic.namespace"),
+                      res.cluster->name);
+    const char *topic = arena_dup(b, name, (size_t)tn);
+    const char *cluster = arena_dup(b, res.cluster->name, strlen(res.cluster->name));
+    if (!topic || !cluster)
+        return sy_err_set(err, SY_ERR_NOMEM, true, "out of memory");
+    size_t len = 0;
+    if (ensure_cluster_topic(r, topic, err) != SY_OK || build_routed(r, job_id, &res, err) != SY_OK ||
+        add_value(r, b, SY_TYPE_ROUTED_JOB, topic, job_id, &r->routed, &len, err) != SY_OK)
         return err->code;
-    if (produce_value(r, SY_TYPE_ROUTED_JOB, topic, job_id, &r->routed, err) != SY_OK) {
-        if (err->code != SY_ERR_TOO_LARGE)
-            return err->code;
+    if (len + id_len + RECORD_OVERHEAD > r->max_record) {
         /* the request fits a message, the request plus the routing data does not */
+        free(b->recs[--b->n_recs].val);
         sy_err_set(&why, SY_ERR_TOO_LARGE, false,
-                   "request too large to route: %s (make arguments, environment or metadata "
+                   "request too large to route: the RoutedJob would be %zu bytes, over the "
+                   "producer's message.max.bytes %zu (make arguments, environment or metadata "
                    "smaller)",
-                   err->msg);
-        sy_err_clear(err);
+                   len, r->max_record);
         r->n_invalid++;
         sy_info("router", "job %s: INVALID: %s", job_id, why.msg);
-        return emit_status(r, job_id, "INVALID", 2, NULL, NULL, why.msg, submitted_at, err);
+        return emit_status(r, b, job_id, "INVALID", 2, NULL, NULL, why.msg, submitted_at, err);
     }
-    if (produce(r, r->t_seen, m->partition, job_id, (void *)res.cluster->name,
-                strlen(res.cluster->name), RD_KAFKA_MSG_F_COPY, err) != SY_OK ||
-        emit_status(r, job_id, "RESOLVED", 2, res.cluster->name, res.command->name, res.rationale,
-                    submitted_at, err) != SY_OK)
+    if (add_rec(b, r->t_seen, m->partition, job_id, (void *)cluster, strlen(cluster), true, err) !=
+            SY_OK ||
+        emit_status(r, b, job_id, "RESOLVED", 2, res.cluster->name, res.command->name,
+                    res.rationale, submitted_at, err) != SY_OK)
         return err->code;
     if (seen)
-        sy_seen_add(seen, job_id, strlen(job_id));
+        sy_seen_add(seen, job_id, id_len);
     sy_regcache_note_routed(r->reg, res.cluster->name);
     r->n_routed++;
     /* debug, not info: one line per routed job costs more than routing it, and the RESOLVED
@@ -511,87 +673,257 @@ static void rewind_and_restore(sy_router_t *r)
     rd_kafka_topic_partition_list_destroy(assigned);
 }
 
-static void destroy_batch(rd_kafka_message_t **batch, int n)
+/* ---- the committer thread ---------------------------------------------------------------- */
+
+static void *committer_main(void *arg)
 {
-    for (int i = 0; i < n; i++)
-        rd_kafka_message_destroy(batch[i]);
+    committer_t *c = arg;
+    pthread_mutex_lock(&c->mu);
+    for (;;) {
+        while (!c->busy && !c->quit)
+            pthread_cond_wait(&c->cv, &c->mu);
+        if (!c->busy)
+            break;
+        pthread_mutex_unlock(&c->mu);
+        long long t0 = sy_time_mono_ms();
+        rd_kafka_error_t *e = rd_kafka_send_offsets_to_transaction(c->producer, c->offsets,
+                                                                   c->cgmd, -1);
+        if (!e)
+            e = rd_kafka_commit_transaction(c->producer, -1);
+        if (!e)
+            sy_debug("router", "transaction of %d request(s): produced in %lld ms, committed in "
+                     "%lld ms", c->n, c->t_produced, sy_time_mono_ms() - t0);
+        pthread_mutex_lock(&c->mu);
+        rd_kafka_topic_partition_list_destroy(c->offsets);
+        rd_kafka_consumer_group_metadata_destroy(c->cgmd);
+        c->offsets = NULL;
+        c->cgmd = NULL;
+        c->result = e;
+        c->busy = false;
+        pthread_cond_broadcast(&c->cv);
+    }
+    pthread_mutex_unlock(&c->mu);
+    return NULL;
 }
 
-/* Runs one batch as one transaction. Returns SY_OK, or a fatal error. */
-static sy_err_code_t run_batch(sy_router_t *r, rd_kafka_message_t **batch, int n, sy_err_t *err)
+/* Waits until the transaction being committed (if any) is done; a failure is noted in
+ * r->txn_failed for the main loop. Also called from the rebalance callback: partitions are
+ * only given up once the offsets committed for them are final. */
+static void committer_wait(sy_router_t *r)
 {
-    long long t_begin = sy_time_mono_ms(), t_routed = 0;
+    committer_t *c = &r->commit;
+    if (!c->started)
+        return;
+    pthread_mutex_lock(&c->mu);
+    while (c->busy)
+        pthread_cond_wait(&c->cv, &c->mu);
+    if (c->result)
+        r->txn_failed = true;
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* Hands the open transaction over to the committer, with the batch's offsets (taken). */
+static void committer_start(sy_router_t *r, batch_t *b, long long t_produced)
+{
+    committer_t *c = &r->commit;
+    pthread_mutex_lock(&c->mu);
+    c->offsets = b->offsets;
+    b->offsets = NULL;
+    c->cgmd = rd_kafka_consumer_group_metadata(r->consumer);
+    c->n = b->n;
+    c->t_produced = t_produced;
+    c->busy = true;
+    pthread_cond_broadcast(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+}
+
+static sy_err_code_t committer_init(sy_router_t *r, sy_err_t *err)
+{
+    committer_t *c = &r->commit;
+    c->producer = r->producer;
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->cv, NULL);
+    if (pthread_create(&c->thread, NULL, committer_main, c) != 0) {
+        pthread_cond_destroy(&c->cv);
+        pthread_mutex_destroy(&c->mu);
+        return sy_err_set(err, SY_ERR_INTERNAL, false, "cannot start the committer thread");
+    }
+    c->started = true;
+    return SY_OK;
+}
+
+static void committer_stop(sy_router_t *r)
+{
+    committer_t *c = &r->commit;
+    if (!c->started)
+        return;
+    pthread_mutex_lock(&c->mu);
+    c->quit = true;
+    pthread_cond_broadcast(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+    pthread_join(c->thread, NULL);
+    if (c->result)
+        rd_kafka_error_destroy(c->result);
+    pthread_cond_destroy(&c->cv);
+    pthread_mutex_destroy(&c->mu);
+    c->started = false;
+}
+
+/* ---- the transaction loop ------------------------------------------------------------------ */
+
+/* Routes the batch's messages into its records and notes the offsets to commit with them.
+ * Nothing is produced yet: this runs while the previous transaction commits. */
+static sy_err_code_t prepare_batch(sy_router_t *r, batch_t *b, sy_err_t *err)
+{
+    sy_err_code_t rc = SY_OK;
+    if (!(b->offsets = rd_kafka_topic_partition_list_new(8)))
+        return sy_err_set(err, SY_ERR_NOMEM, true, "out of memory");
+    const sy_registry_snapshot_t *snap = sy_regcache_acquire(r->reg);
+    for (int i = 0; i < b->n && rc == SY_OK; i++) {
+        rd_kafka_message_t *m = b->msgs[i];
+        rc = route_one(r, b, snap, m, err);
+        rd_kafka_topic_partition_t *p =
+            rd_kafka_topic_partition_list_find(b->offsets, rd_kafka_topic_name(m->rkt),
+                                               m->partition);
+        if (!p)
+            p = rd_kafka_topic_partition_list_add(b->offsets, rd_kafka_topic_name(m->rkt),
+                                                  m->partition);
+        p->offset = m->offset + 1;
+    }
+    sy_regcache_release(r->reg, snap);
+    return rc;
+}
+
+/* Opens a transaction and produces the batch's records into it. */
+static sy_err_code_t produce_batch(sy_router_t *r, batch_t *b, sy_err_t *err)
+{
     rd_kafka_error_t *e = rd_kafka_begin_transaction(r->producer);
     if (e) {
         sy_err_set(err, SY_ERR_KAFKA, false, "begin_transaction: %s", rd_kafka_error_string(e));
         rd_kafka_error_destroy(e);
         return SY_ERR_KAFKA;
     }
-    const sy_registry_snapshot_t *snap = sy_regcache_acquire(r->reg);
-    sy_err_t perr = SY_ERR_INIT;
-    bool failed = false;
-    rd_kafka_topic_partition_list_t *offsets = rd_kafka_topic_partition_list_new(8);
-    for (int i = 0; i < n && !failed; i++) {
-        rd_kafka_message_t *m = batch[i];
-        failed = route_one(r, snap, m, &perr) != SY_OK;
-        rd_kafka_topic_partition_t *p =
-            rd_kafka_topic_partition_list_find(offsets, rd_kafka_topic_name(m->rkt), m->partition);
-        if (!p)
-            p = rd_kafka_topic_partition_list_add(offsets, rd_kafka_topic_name(m->rkt),
-                                                  m->partition);
-        p->offset = m->offset + 1;
+    for (size_t i = 0; i < b->n_recs; i++) {
+        out_rec_t *o = &b->recs[i];
+        sy_err_code_t rc;
+        if (o->dead) {
+            rc = deadletter(r, o->dead, o->why, err);
+        } else {
+            rc = produce(r, o->topic, o->partition, o->key, o->val, o->len,
+                         o->copy ? RD_KAFKA_MSG_F_COPY : RD_KAFKA_MSG_F_FREE, err);
+            if (!o->copy)
+                o->val = NULL; /* librdkafka's now, or freed by produce() */
+        }
+        if (rc != SY_OK)
+            return rc;
     }
-    sy_regcache_release(r->reg, snap);
+    return SY_OK;
+}
 
-    if (!failed) {
-        t_routed = sy_time_mono_ms();
-        rd_kafka_consumer_group_metadata_t *cgmd = rd_kafka_consumer_group_metadata(r->consumer);
-        e = rd_kafka_send_offsets_to_transaction(r->producer, offsets, cgmd, -1);
-        rd_kafka_consumer_group_metadata_destroy(cgmd);
-        if (!e)
-            e = rd_kafka_commit_transaction(r->producer, -1);
-    } else {
-        sy_warn("router", "batch failed: %s", perr.msg);
-    }
-    rd_kafka_topic_partition_list_destroy(offsets);
-
-    sy_err_code_t rc = SY_OK;
-    if (!failed && !e) {
-        r->n_batches++;
-        sy_debug("router", "transaction of %d request(s): routed in %lld ms, committed in %lld ms",
-                 n, t_routed - t_begin, sy_time_mono_ms() - t_routed);
-        return SY_OK;
-    }
+/* After a failed batch or transaction: abort what is open, back to the committed offsets and
+ * the committed seen sets. Returns non-OK only when that is impossible (a fatal error). */
+static sy_err_code_t recover(sy_router_t *r, bool txn_open, sy_err_t *err)
+{
+    rd_kafka_error_t *e = r->commit.result;
+    r->commit.result = NULL;
+    r->txn_failed = false;
     if (e && rd_kafka_error_is_fatal(e)) {
-        rc = sy_err_set(err, SY_ERR_KAFKA, false, "fatal transaction error: %s",
-                        rd_kafka_error_string(e));
+        sy_err_set(err, SY_ERR_KAFKA, false, "fatal transaction error: %s",
+                   rd_kafka_error_string(e));
         rd_kafka_error_destroy(e);
-        return rc;
+        return SY_ERR_KAFKA;
     }
     if (e) {
         sy_warn("router", "transaction failed (%s); aborting and retrying the batch",
                 rd_kafka_error_string(e));
         rd_kafka_error_destroy(e);
+        txn_open = true;
     }
-    e = rd_kafka_abort_transaction(r->producer, -1);
-    if (e) {
-        rc =
-            sy_err_set(err, SY_ERR_KAFKA, false, "abort_transaction: %s", rd_kafka_error_string(e));
-        rd_kafka_error_destroy(e);
-        return rc;
+    if (txn_open) {
+        e = rd_kafka_abort_transaction(r->producer, -1);
+        if (e) {
+            sy_err_set(err, SY_ERR_KAFKA, false, "abort_transaction: %s",
+                       rd_kafka_error_string(e));
+            rd_kafka_error_destroy(e);
+            return SY_ERR_KAFKA;
+        }
     }
     r->n_aborts++;
     rewind_and_restore(r);
     return SY_OK;
 }
 
+/* Collects up to router.batch.max messages, for at most router.batch.ms after the first. */
+static void collect(sy_router_t *r, batch_t *b)
+{
+    long long until = sy_time_mono_ms() + r->batch_ms;
+    r->revoked = false;
+    while (b->n < r->batch_max) {
+        long long left = b->n ? until - sy_time_mono_ms() : 200;
+        if (left <= 0)
+            break;
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(r->consumer, (int)left);
+        if (r->revoked) { /* what we hold may belong to partitions we no longer own */
+            batch_reset(b);
+            r->revoked = false;
+        }
+        if (!m) {
+            if (!b->n)
+                break;
+            continue;
+        }
+        if (m->err) {
+            if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                sy_warn("router", "consume: %s", rd_kafka_message_errstr(m));
+            rd_kafka_message_destroy(m);
+            continue;
+        }
+        b->msgs[b->n++] = m;
+    }
+}
+
+/* One batch: routed while the previous transaction commits, then produced in a transaction of
+ * its own, handed to the committer. Returns SY_OK, or a fatal error. */
+static sy_err_code_t run_batch(sy_router_t *r, batch_t *b, sy_err_t *err)
+{
+    sy_err_t perr = SY_ERR_INIT;
+    long long t0 = sy_time_mono_ms();
+    bool prepared = prepare_batch(r, b, &perr) == SY_OK;
+    committer_wait(r);
+    if (r->txn_failed) { /* the previous transaction: this batch comes again after the rewind */
+        batch_reset(b);
+        return recover(r, false, err);
+    }
+    if (!prepared) {
+        sy_warn("router", "batch failed: %s", perr.msg);
+        batch_reset(b);
+        return recover(r, false, err);
+    }
+    long long t1 = sy_time_mono_ms();
+    if (produce_batch(r, b, &perr) != SY_OK) {
+        sy_warn("router", "batch failed: %s", perr.msg);
+        batch_reset(b);
+        return recover(r, true, err);
+    }
+    sy_debug("router", "batch of %d request(s): routed in %lld ms (the previous commit waited "
+             "for meanwhile)", b->n, t1 - t0);
+    committer_start(r, b, sy_time_mono_ms() - t1);
+    r->n_batches++;
+    batch_reset(b);
+    return SY_OK;
+}
+
 sy_err_code_t sy_router_run(sy_router_t *r, sy_err_t *err)
 {
-    rd_kafka_message_t **batch = calloc((size_t)r->batch_max, sizeof(*batch));
+    batch_t b = {0};
     sy_err_code_t rc = SY_OK;
     long long last_stats = sy_time_mono_ms();
-    if (!batch)
+    if (!(b.msgs = calloc((size_t)r->batch_max, sizeof(*b.msgs))))
         return sy_err_set(err, SY_ERR_NOMEM, false, "out of memory");
+    if (committer_init(r, err) != SY_OK) {
+        free(b.msgs);
+        return err->code;
+    }
 
     rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(sub, r->t_requests, RD_KAFKA_PARTITION_UA);
@@ -606,36 +938,14 @@ sy_err_code_t sy_router_run(sy_router_t *r, sy_err_t *err)
             sy_config_get(r->conf, "router.selector"));
 
     while (!sy_signal_stop_requested()) {
-        int n = 0;
-        long long until = sy_time_mono_ms() + r->batch_ms;
-        r->revoked = false;
-        while (n < r->batch_max) {
-            long long left = n ? until - sy_time_mono_ms() : 200;
-            if (left <= 0)
-                break;
-            rd_kafka_message_t *m = rd_kafka_consumer_poll(r->consumer, (int)left);
-            if (r->revoked) { /* what we hold may belong to partitions we no longer own */
-                destroy_batch(batch, n);
-                n = 0;
-                r->revoked = false;
-            }
-            if (!m) {
-                if (!n)
-                    break;
-                continue;
-            }
-            if (m->err) {
-                if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
-                    sy_warn("router", "consume: %s", rd_kafka_message_errstr(m));
-                rd_kafka_message_destroy(m);
-                continue;
-            }
-            batch[n++] = m;
-        }
-        if (n) {
-            rc = run_batch(r, batch, n, err);
-            destroy_batch(batch, n);
-            if (rc != SY_OK)
+        collect(r, &b);
+        if (b.n) {
+            if ((rc = run_batch(r, &b, err)) != SY_OK)
+                goto out;
+        } else {
+            /* idle: settle the last transaction now rather than with the next request */
+            committer_wait(r);
+            if (r->txn_failed && (rc = recover(r, false, err)) != SY_OK)
                 goto out;
         }
         if (sy_time_mono_ms() - last_stats > 10000) {
@@ -647,10 +957,15 @@ sy_err_code_t sy_router_run(sy_router_t *r, sy_err_t *err)
             last_stats = sy_time_mono_ms();
         }
     }
+    committer_wait(r);
+    if (r->txn_failed)
+        rc = recover(r, false, err);
     sy_info("router", "stopping: routed %ld, invalid %ld, duplicate %ld, dead-lettered %ld",
             r->n_routed, r->n_invalid, r->n_duplicate, r->n_deadletter);
 out:
-    free(batch);
+    committer_wait(r);
+    committer_stop(r);
+    batch_free(&b);
     return rc;
 }
 
@@ -772,6 +1087,12 @@ sy_router_t *sy_router_new(const sy_config_t *conf, sy_err_t *err)
         .transactional_id = txid, .linger_ms = "50", .client_id_suffix = "router"};
     if (!(r->producer = sy_kafka_new(conf, SY_KAFKA_TRANSACTIONAL_PRODUCER, &popts, err)))
         goto fail;
+    char mmb[32];
+    size_t mmb_len = sizeof(mmb);
+    r->max_record = 1000000; /* librdkafka's default */
+    if (rd_kafka_conf_get(rd_kafka_conf(r->producer), "message.max.bytes", mmb, &mmb_len) ==
+        RD_KAFKA_CONF_OK)
+        r->max_record = strtoull(mmb, NULL, 10);
     if (make_topics(r, err) != SY_OK)
         goto fail;
     /* the restorer needs end-of-partition events to know when a changelog is fully read */
