@@ -201,6 +201,8 @@ typedef struct sfield {
     uint8_t *def_bin; /* the default in Avro binary (reader schemas only), NULL when none */
     size_t def_len;
     const prog_t *id_prog; /* identity program of the field's type (reader schemas only) */
+    uint64_t type_fp;      /* a record field of a reader schema: its type's CRC-64-AVRO
+                              fingerprint (of its Parsing Canonical Form); else 0 */
 } sfield_t;
 
 struct snode {
@@ -2259,6 +2261,9 @@ typedef struct enc {
     sbuf_t b;
     int depth;
     errpath_t e;
+    size_t splice_field; /* top-level field written from splice_raw; SIZE_MAX = none */
+    const void *splice_raw;
+    size_t splice_len;
 } enc_t;
 
 static int e_avro(enc_t *e, int rc)
@@ -2374,6 +2379,10 @@ static int enc_value(enc_t *e, avro_value_t *v)
         for (size_t i = 0; i < n; i++) {
             avro_value_t child;
             const char *name = NULL;
+            if (e->depth == 1 && i == e->splice_field) {
+                sb_put(&e->b, e->splice_raw, e->splice_len);
+                continue;
+            }
             if ((rc = avro_value_get_by_index(v, i, &child, &name)))
                 return e_avro(e, rc);
             if (enc_value(e, &child)) {
@@ -2582,6 +2591,12 @@ static sy_err_code_t make_reader(sy_codec_t *codec, sschema_t *s, sy_err_t *err)
         for (size_t i = 0; n->kind == K_RECORD && i < n->n_fields; i++)
             n->fields[i].id_prog = NULL;
     link_identity(s->root, ps->root, 0);
+    for (size_t i = 0; i < s->root->n_fields; i++) { /* for sy_codec_encode_spliced */
+        sfield_t *f = &s->root->fields[i];
+        char *pcf = f->type->kind == K_RECORD ? pcf_of(f->type) : NULL;
+        f->type_fp = pcf ? sy_codec_crc64_avro(pcf, strlen(pcf)) : 0;
+        free(pcf);
+    }
     return SY_OK;
 }
 
@@ -2854,11 +2869,17 @@ out:
     return rc;
 }
 
-sy_err_code_t sy_codec_encode(sy_codec_t *codec, sy_type_t type, const char *topic,
-                              avro_value_t *value, void **buf, size_t *len, sy_err_t *err)
+static sy_err_code_t encode(sy_codec_t *codec, sy_type_t type, const char *topic,
+                            avro_value_t *value, enc_t *splice, void **buf, size_t *len,
+                            sy_err_t *err)
 {
-    enc_t e = {0};
+    enc_t e = {.splice_field = SIZE_MAX};
     sy_err_code_t rc = SY_OK;
+    if (splice) {
+        e.splice_field = splice->splice_field;
+        e.splice_raw = splice->splice_raw;
+        e.splice_len = splice->splice_len;
+    }
     *buf = NULL;
     *len = 0;
     if ((unsigned)type >= SY_TYPE_COUNT)
@@ -2904,6 +2925,35 @@ sy_err_code_t sy_codec_encode(sy_codec_t *codec, sy_type_t type, const char *top
 out:
     free(e.b.data);
     return rc;
+}
+
+sy_err_code_t sy_codec_encode(sy_codec_t *codec, sy_type_t type, const char *topic,
+                              avro_value_t *value, void **buf, size_t *len, sy_err_t *err)
+{
+    return encode(codec, type, topic, value, NULL, buf, len, err);
+}
+
+sy_err_code_t sy_codec_encode_spliced(sy_codec_t *codec, sy_type_t type, const char *topic,
+                                      avro_value_t *value, const char *field, sy_type_t body_type,
+                                      const void *raw, size_t raw_len, void **buf, size_t *len,
+                                      sy_err_t *err)
+{
+    *buf = NULL;
+    *len = 0;
+    if ((unsigned)type >= SY_TYPE_COUNT || (unsigned)body_type >= SY_TYPE_COUNT)
+        return sy_err_set(err, SY_ERR_INVALID_ARG, false, "unknown record type");
+    const snode_t *root = codec->readers[type]->root;
+    uint64_t want = codec->readers[body_type]->fingerprint;
+    for (size_t i = 0; i < root->n_fields; i++) {
+        if (strcmp(root->fields[i].name, field) != 0)
+            continue;
+        if (root->fields[i].type_fp != want)
+            break;
+        enc_t splice = {.splice_field = i, .splice_raw = raw, .splice_len = raw_len};
+        return encode(codec, type, topic, value, &splice, buf, len, err);
+    }
+    return sy_err_set(err, SY_ERR_SCHEMA, false, "%s has no field %s of exactly the current %s",
+                      type_names[type], field, type_names[body_type]);
 }
 
 /* ---- Decode ---- */
@@ -3035,8 +3085,19 @@ static sy_err_code_t decode_entry(sy_codec_t *codec, sy_type_t type, wentry_t *e
 sy_err_code_t sy_codec_decode(sy_codec_t *codec, sy_type_t type, const void *data, size_t len,
                               avro_value_t *out, sy_err_t *err)
 {
+    const void *body;
+    size_t body_len;
+    return sy_codec_decode_body(codec, type, data, len, out, &body, &body_len, err);
+}
+
+sy_err_code_t sy_codec_decode_body(sy_codec_t *codec, sy_type_t type, const void *data, size_t len,
+                                   avro_value_t *out, const void **body, size_t *body_len,
+                                   sy_err_t *err)
+{
     wentry_t *e;
     size_t hl;
+    *body = NULL;
+    *body_len = 0;
     if ((unsigned)type >= SY_TYPE_COUNT)
         return sy_err_set(err, SY_ERR_INVALID_ARG, false, "unknown record type %d", (int)type);
     sy_err_code_t rc = find_writer(codec, data, len, &e, &hl, err);
@@ -3047,7 +3108,12 @@ sy_err_code_t sy_codec_decode(sy_codec_t *codec, sy_type_t type, const void *dat
                           "the output value is not a %s of this codec (make it with "
                           "sy_codec_value_new)",
                           type_names[type]);
-    return decode_entry(codec, type, e, (const uint8_t *)data + hl, len - hl, out, err);
+    rc = decode_entry(codec, type, e, (const uint8_t *)data + hl, len - hl, out, err);
+    if (rc == SY_OK && e->schema->fingerprint == codec->readers[type]->fingerprint) {
+        *body = (const uint8_t *)data + hl;
+        *body_len = len - hl;
+    }
+    return rc;
 }
 
 sy_err_code_t sy_codec_decode_any(sy_codec_t *codec, const void *data, size_t len, sy_type_t *type,

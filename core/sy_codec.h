@@ -139,6 +139,23 @@ sy_err_code_t sy_codec_encode(sy_codec_t *codec, sy_type_t type, const char *top
 sy_err_code_t sy_codec_decode(sy_codec_t *codec, sy_type_t type, const void *data, size_t len,
                               avro_value_t *out, sy_err_t *err);
 
+/* As sy_codec_decode; in addition, when the writer schema is exactly type's current schema (same
+ * Parsing Canonical Form), *body / *body_len are the record's Avro binary body inside data
+ * (what follows the framing), else NULL / 0. Such a body can be spliced unchanged into a record
+ * that embeds the type (sy_codec_encode_spliced) instead of being encoded again. */
+sy_err_code_t sy_codec_decode_body(sy_codec_t *codec, sy_type_t type, const void *data, size_t len,
+                                   avro_value_t *out, const void **body, size_t *body_len,
+                                   sy_err_t *err);
+
+/* As sy_codec_encode, but the top-level field `field` of value is written as the len bytes at
+ * raw — the Avro binary body of a body_type record from sy_codec_decode_body — instead of from
+ * value (whose field is then not read). SY_ERR_SCHEMA when field is not a record field of
+ * exactly body_type's current schema. */
+sy_err_code_t sy_codec_encode_spliced(sy_codec_t *codec, sy_type_t type, const char *topic,
+                                      avro_value_t *value, const char *field, sy_type_t body_type,
+                                      const void *raw, size_t raw_len, void **buf, size_t *len,
+                                      sy_err_t *err);
+
 /* As sy_codec_decode, for a record of any of our types: the type comes from the writer schema's
  * record name. On success *type is set and *out is a new value (caller decrefs); on failure
  * *out is left untouched (nothing to decref). */

@@ -310,22 +310,30 @@ static sy_err_code_t add_value(sy_router_t *r, batch_t *b, sy_type_t type, const
     return add_rec(b, topic, RD_KAFKA_PARTITION_UA, key, buf, n, false, err);
 }
 
+/* The JobStatus fields that are the same in every event the router emits (emit_status sets
+ * all the others, every time). */
+static sy_err_code_t status_init(sy_router_t *r, sy_err_t *err)
+{
+    avro_value_t *s = &r->status;
+    if (sy_avro_set_string(s, "backend_id", NULL) || sy_avro_set_int(s, "attempt", 1) ||
+        sy_avro_set_null(s, "exit_code") || sy_avro_set_string(s, "failure_reason", NULL) ||
+        sy_avro_set_string(s, "log_uri", NULL) || sy_avro_set_string(s, "emitter", r->instance))
+        return sy_err_set(err, SY_ERR_INTERNAL, false, "building JobStatus: %s", avro_strerror());
+    return SY_OK;
+}
+
 /* One JobStatus event. seq: ACCEPTED 1, RESOLVED/INVALID 2, DUPLICATE 0 (informational). */
 static sy_err_code_t emit_status(sy_router_t *r, batch_t *b, const char *job_id, const char *state,
                                  long seq, const char *cluster, const char *command,
                                  const char *message, long long submitted_at, sy_err_t *err)
 {
-    avro_value_t *s = &r->status;
-    avro_value_reset(s);
+    avro_value_t *s = &r->status; /* the router's constant fields are set by status_init */
     if (sy_avro_set_string(s, "job_id", job_id) || sy_avro_set_long(s, "seq", seq) ||
         sy_avro_set_enum(s, "status", state) || sy_avro_set_string(s, "cluster", cluster) ||
-        sy_avro_set_string(s, "command", command) || sy_avro_set_string(s, "backend_id", NULL) ||
-        sy_avro_set_string(s, "message", message) || sy_avro_set_int(s, "attempt", 1) ||
+        sy_avro_set_string(s, "command", command) || sy_avro_set_string(s, "message", message) ||
         sy_avro_set_long(s, "emitted_at", sy_time_wall_ms()) ||
         (submitted_at > 0 ? sy_avro_set_long(s, "submitted_at", submitted_at)
-                          : sy_avro_set_null(s, "submitted_at")) ||
-        sy_avro_set_null(s, "exit_code") || sy_avro_set_string(s, "failure_reason", NULL) ||
-        sy_avro_set_string(s, "log_uri", NULL) || sy_avro_set_string(s, "emitter", r->instance))
+                          : sy_avro_set_null(s, "submitted_at")))
         return sy_err_set(err, SY_ERR_INTERNAL, false, "building JobStatus: %s", avro_strerror());
     return add_value(r, b, SY_TYPE_JOB_STATUS, r->t_status, job_id, s, NULL, err);
 }
@@ -414,10 +422,20 @@ static bool job_id_valid(const char *id, sy_err_t *err)
     return true;
 }
 
-/* Reads one Criterion record into c (strings borrowed from the value; tags into tag_buf). */
-static bool read_criterion(avro_value_t *rec, sy_criterion_t *c, const char **tag_buf,
-                           const char *what, sy_err_t *err)
+static const char *criterion_name(size_t index, char *buf, size_t size)
 {
+    if (!index)
+        return "command criterion";
+    snprintf(buf, size, "cluster criterion #%zu", index);
+    return buf;
+}
+
+/* Reads one Criterion record into c (strings borrowed from the value; tags into tag_buf).
+ * index: the cluster criterion's position from 1, 0 for the command criterion. */
+static bool read_criterion(avro_value_t *rec, sy_criterion_t *c, const char **tag_buf,
+                           size_t index, sy_err_t *err)
+{
+    char what[48]; /* named only when there is something to say */
     memset(c, 0, sizeof(*c));
     c->id = sy_avro_get_string(rec, "id");
     c->name = sy_avro_get_string(rec, "name");
@@ -426,8 +444,8 @@ static bool read_criterion(avro_value_t *rec, sy_criterion_t *c, const char **ta
     if (avro_value_get_by_name(rec, "tags", &tags, NULL) == 0)
         avro_value_get_size(&tags, &n);
     if (n > MAX_CRITERION_TAGS) {
-        sy_err_set(err, SY_ERR_INVALID_ARG, false, "%s has %zu tags (at most %d)", what, n,
-                   MAX_CRITERION_TAGS);
+        sy_err_set(err, SY_ERR_INVALID_ARG, false, "%s has %zu tags (at most %d)",
+                   criterion_name(index, what, sizeof(what)), n, MAX_CRITERION_TAGS);
         return false;
     }
     for (size_t i = 0; i < n; i++) {
@@ -438,7 +456,8 @@ static bool read_criterion(avro_value_t *rec, sy_criterion_t *c, const char **ta
         avro_value_get_string(&t, &s, &len);
         sy_err_t e = SY_ERR_INIT;
         if (!sy_tag_valid_criterion(s, &e)) {
-            sy_err_set(err, SY_ERR_INVALID_ARG, false, "%s: %s", what, e.msg);
+            sy_err_set(err, SY_ERR_INVALID_ARG, false, "%s: %s",
+                       criterion_name(index, what, sizeof(what)), e.msg);
             return false;
         }
         tag_buf[i] = s;
@@ -446,7 +465,8 @@ static bool read_criterion(avro_value_t *rec, sy_criterion_t *c, const char **ta
     c->tags = tag_buf;
     c->n_tags = n;
     if (!c->id && !c->name && n == 0) {
-        sy_err_set(err, SY_ERR_INVALID_ARG, false, "%s is empty (give tags, id or name)", what);
+        sy_err_set(err, SY_ERR_INVALID_ARG, false, "%s is empty (give tags, id or name)",
+                   criterion_name(index, what, sizeof(what)));
         return false;
     }
     return true;
@@ -477,17 +497,21 @@ static sy_err_code_t ensure_cluster_topic(sy_router_t *r, const char *topic, sy_
     return SY_OK;
 }
 
-static sy_err_code_t build_routed(sy_router_t *r, const char *job_id, const sy_resolution_t *res,
-                                  sy_err_t *err)
+/* The RoutedJob of a resolved request, encoded and appended to the batch (*len: its size). The
+ * request is the bytes it came in (body) when it was written with our schema, else r->req
+ * encoded again. */
+static sy_err_code_t encode_routed(sy_router_t *r, batch_t *b, const char *topic,
+                                   const char *job_id, const sy_resolution_t *res,
+                                   const void *body, size_t body_len, size_t *len, sy_err_t *err)
 {
     avro_value_t *v = &r->routed, field;
-    avro_value_reset(v);
     /* precomputed at registry load; present, since the resolver checked runs_on */
     const char *backend_spec = sy_registry_command_spec(res->command, res->cluster->backend_kind);
     if (!backend_spec)
         return sy_err_set(err, SY_ERR_INTERNAL, false, "command %s has no spec for %s",
                           res->command->name, res->cluster->backend_kind);
-    if (avro_value_get_by_name(v, "request", &field, NULL) || avro_value_copy(&field, &r->req) ||
+    if ((!body && (avro_value_get_by_name(v, "request", &field, NULL) ||
+                   avro_value_reset(&field) || avro_value_copy(&field, &r->req))) ||
         sy_avro_set_string(v, "job_id", job_id) ||
         sy_avro_set_string(v, "cluster_id", res->cluster->id) ||
         sy_avro_set_string(v, "cluster_name", res->cluster->name) ||
@@ -501,7 +525,12 @@ static sy_err_code_t build_routed(sy_router_t *r, const char *job_id, const sy_r
         sy_avro_set_string(v, "rationale", res->rationale) ||
         sy_avro_set_long(v, "routed_at", sy_time_wall_ms()))
         return sy_err_set(err, SY_ERR_INTERNAL, false, "building RoutedJob: %s", avro_strerror());
-    return SY_OK;
+    void *buf = NULL;
+    if (body ? sy_codec_encode_spliced(r->codec, SY_TYPE_ROUTED_JOB, topic, v, "request",
+                                       SY_TYPE_JOB_REQUEST, body, body_len, &buf, len, err)
+             : sy_codec_encode(r->codec, SY_TYPE_ROUTED_JOB, topic, v, &buf, len, err))
+        return err->code;
+    return add_rec(b, topic, RD_KAFKA_PARTITION_UA, job_id, buf, *len, false, err);
 }
 
 /* Validates the decoded request in r->req; on failure fills why (the INVALID reason). */
@@ -526,15 +555,13 @@ static bool validate(sy_router_t *r, sy_criterion_t *crit, size_t *n_crit, sy_cr
                           MAX_CRITERIA),
                false;
     for (size_t i = 0; i < n; i++) {
-        char what[48];
-        snprintf(what, sizeof(what), "cluster criterion #%zu", i + 1);
         avro_value_get_by_index(&arr, i, &item, NULL);
-        if (!read_criterion(&item, &crit[i], tag_buf[i], what, why))
+        if (!read_criterion(&item, &crit[i], tag_buf[i], i + 1, why))
             return false;
     }
     *n_crit = n;
     avro_value_get_by_name(&r->req, "command_criterion", &item, NULL);
-    if (!read_criterion(&item, cmd, tag_buf[MAX_CRITERIA], "command criterion", why))
+    if (!read_criterion(&item, cmd, tag_buf[MAX_CRITERIA], 0, why))
         return false;
     int64_t timeout = 0;
     if (sy_avro_get_long_opt(&r->req, "timeout_ms", &timeout) &&
@@ -564,7 +591,10 @@ static sy_err_code_t route_one(sy_router_t *r, batch_t *b, const sy_registry_sna
                                const rd_kafka_message_t *m, sy_err_t *err)
 {
     sy_err_t why = SY_ERR_INIT;
-    if (sy_codec_decode(r->codec, SY_TYPE_JOB_REQUEST, m->payload, m->len, &r->req, &why) != SY_OK)
+    const void *body = NULL; /* the request's Avro body, when written with our schema */
+    size_t body_len = 0;
+    if (sy_codec_decode_body(r->codec, SY_TYPE_JOB_REQUEST, m->payload, m->len, &r->req, &body,
+                             &body_len, &why) != SY_OK)
         return add_deadletter(r, b, m, &why, err);
     const char *id = sy_avro_get_string(&r->req, "job_id");
     if (!job_id_valid(id, &why))
@@ -610,8 +640,8 @@ static sy_err_code_t route_one(sy_router_t *r, batch_t *b, const sy_registry_sna
     if (!topic || !cluster)
         return sy_err_set(err, SY_ERR_NOMEM, true, "out of memory");
     size_t len = 0;
-    if (ensure_cluster_topic(r, topic, err) != SY_OK || build_routed(r, job_id, &res, err) != SY_OK ||
-        add_value(r, b, SY_TYPE_ROUTED_JOB, topic, job_id, &r->routed, &len, err) != SY_OK)
+    if (ensure_cluster_topic(r, topic, err) != SY_OK ||
+        encode_routed(r, b, topic, job_id, &res, body, body_len, &len, err) != SY_OK)
         return err->code;
     if (len + id_len + RECORD_OVERHEAD > r->max_record) {
         /* the request fits a message, the request plus the routing data does not */
@@ -691,7 +721,7 @@ static void *committer_main(void *arg)
         if (!e)
             e = rd_kafka_commit_transaction(c->producer, -1);
         if (!e)
-            sy_debug("router", "transaction of %d request(s): produced in %lld ms, committed in "
+            sy_info("router", "transaction of %d request(s): produced in %lld ms, committed in "
                      "%lld ms", c->n, c->t_produced, sy_time_mono_ms() - t0);
         pthread_mutex_lock(&c->mu);
         rd_kafka_topic_partition_list_destroy(c->offsets);
@@ -905,7 +935,7 @@ static sy_err_code_t run_batch(sy_router_t *r, batch_t *b, sy_err_t *err)
         batch_reset(b);
         return recover(r, true, err);
     }
-    sy_debug("router", "batch of %d request(s): routed in %lld ms (the previous commit waited "
+    sy_info("router", "batch of %d request(s): routed in %lld ms (the previous commit waited "
              "for meanwhile)", b->n, t1 - t0);
     committer_start(r, b, sy_time_mono_ms() - t1);
     r->n_batches++;
@@ -1074,6 +1104,8 @@ sy_router_t *sy_router_new(const sy_config_t *conf, sy_err_t *err)
         goto fail;
     }
     r->values_made = true;
+    if (status_init(r, err) != SY_OK)
+        goto fail;
 
     if (!(r->reg = sy_regcache_new(conf, err)))
         goto fail;
@@ -1083,8 +1115,13 @@ sy_router_t *sy_router_new(const sy_config_t *conf, sy_err_t *err)
      * while the batch is routed — the broker spent about half the CPU per routed request in
      * scripts/bench-router. commit_transaction flushes at once whatever linger.ms says, so it
      * adds nothing to an idle router's latency. */
-    sy_kafka_opts_t popts = {
-        .transactional_id = txid, .linger_ms = "50", .client_id_suffix = "router"};
+    /* retry.backoff.ms 10: the next transaction opens as soon as the previous one committed
+     * (it was routed meanwhile), before the broker has written that one's markers; at the
+     * default 100 ms the retry of AddPartitionsToTxn tripled an idle router's latency. */
+    sy_kafka_opts_t popts = {.transactional_id = txid,
+                             .linger_ms = "50",
+                             .retry_backoff_ms = "10",
+                             .client_id_suffix = "router"};
     if (!(r->producer = sy_kafka_new(conf, SY_KAFKA_TRANSACTIONAL_PRODUCER, &popts, err)))
         goto fail;
     char mmb[32];

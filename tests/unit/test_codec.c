@@ -1401,6 +1401,82 @@ static void test_fuzz_regressions(sy_codec_t *c)
     avro_value_decref(&v);
 }
 
+/* sy_codec_decode_body / sy_codec_encode_spliced: what the router does with each request. A
+ * RoutedJob with a request body spliced in is byte for byte the one encoded from values. */
+static void test_spliced(sy_codec_t *cur)
+{
+    sy_err_t err = SY_ERR_INIT;
+    size_t len, rlen = 0, slen = 0;
+    const void *body = NULL;
+    size_t body_len = 0;
+    avro_value_t req, routed, field;
+    void *rbuf = NULL, *sbuf = NULL;
+    sy_codec_value_new(cur, SY_TYPE_JOB_REQUEST, &req, &err);
+    sy_codec_value_new(cur, SY_TYPE_ROUTED_JOB, &routed, &err);
+    void *in = encode_json(cur, SY_TYPE_JOB_REQUEST, NULL,
+                           "{\"job_id\":\"spliced-2\",\"name\":\"n\",\"user\":\"u\","
+                           "\"grouping\":\"g\",\"grouping_instance\":null,"
+                           "\"cluster_criteria\":[{\"id\":\"c1\",\"name\":null,"
+                           "\"tags\":[\"a:b\"]}],\"command_criterion\":{\"id\":null,"
+                           "\"name\":null,\"tags\":[\"spark\"]},\"arguments\":[\"x\"],"
+                           "\"environment\":{\"E\":\"1\"},\"timeout_ms\":null,"
+                           "\"metadata\":{},\"submitted_at\":5}",
+                           &len, &err);
+    CHECK(in != NULL);
+    CHECK_CODE(sy_codec_decode_body(cur, SY_TYPE_JOB_REQUEST, in, len, &req, &body, &body_len, &err),
+               SY_OK, &err);
+    CHECK(body == (const uint8_t *)in + 10 && body_len == len - 10); /* after 0xC3 0x01 + 8 */
+
+    /* the RoutedJob sample, whose own request differs from the one spliced in */
+    json_t *j = J(samples[SY_TYPE_ROUTED_JOB]);
+    CHECK_CODE(sy_codec_from_json(cur, SY_TYPE_ROUTED_JOB, j, &routed, &err), SY_OK, &err);
+    json_decref(j);
+    CHECK_CODE(sy_codec_encode_spliced(cur, SY_TYPE_ROUTED_JOB, NULL, &routed, "request",
+                                       SY_TYPE_JOB_REQUEST, body, body_len, &sbuf, &slen, &err),
+               SY_OK, &err);
+    avro_value_get_by_name(&routed, "request", &field, NULL);
+    avro_value_copy(&field, &req);
+    CHECK_CODE(sy_codec_encode(cur, SY_TYPE_ROUTED_JOB, NULL, &routed, &rbuf, &rlen, &err), SY_OK,
+               &err);
+    CHECK(sbuf && rbuf && slen == rlen && memcmp(sbuf, rbuf, rlen) == 0);
+    json_t *got = sbuf ? decode_json(cur, SY_TYPE_ROUTED_JOB, sbuf, slen, &err) : NULL;
+    CHECK(got && json_is_object(json_object_get(got, "request")) &&
+          !strcmp(json_string_value(json_object_get(json_object_get(got, "request"), "job_id")),
+                  "spliced-2"));
+    CHECK(got && !strcmp(json_string_value(json_object_get(got, "job_id")), "job-1"));
+    json_decref(got);
+    free(sbuf);
+    free(rbuf);
+
+    /* only a field of exactly the body's type takes a body */
+    CHECK_CODE(sy_codec_encode_spliced(cur, SY_TYPE_ROUTED_JOB, NULL, &routed, "job_id",
+                                       SY_TYPE_JOB_REQUEST, body, body_len, &sbuf, &slen, &err),
+               SY_ERR_SCHEMA, &err);
+    CHECK_CODE(sy_codec_encode_spliced(cur, SY_TYPE_ROUTED_JOB, NULL, &routed, "request",
+                                       SY_TYPE_JOB_STATUS, body, body_len, &sbuf, &slen, &err),
+               SY_ERR_SCHEMA, &err);
+    CHECK(sbuf == NULL && slen == 0);
+    free(in);
+
+    /* a request written with another schema (an older version) has no body to splice */
+    sy_codec_t *v0 = variant_codec(EVO "JobRequest.v0.avsc", SY_TYPE_JOB_REQUEST);
+    in = encode_json(v0, SY_TYPE_JOB_REQUEST, NULL,
+                     "{\"job_id\":\"j0\",\"name\":\"n\",\"user\":\"u\",\"grouping\":\"g\","
+                     "\"cluster_criteria\":[{\"id\":\"c1\",\"tags\":[\"a:b\"]}],"
+                     "\"command_criterion\":{\"id\":null,\"tags\":[\"spark\"]},"
+                     "\"arguments\":[],\"environment\":{},\"submitted_at\":5}",
+                     &len, &err);
+    CHECK(in != NULL);
+    add_schema_file(cur, EVO "JobRequest.v0.avsc");
+    CHECK_CODE(sy_codec_decode_body(cur, SY_TYPE_JOB_REQUEST, in, len, &req, &body, &body_len, &err),
+               SY_OK, &err);
+    CHECK(body == NULL && body_len == 0);
+    free(in);
+    sy_codec_destroy(v0);
+    avro_value_decref(&req);
+    avro_value_decref(&routed);
+}
+
 int main(void)
 {
     sy_log_set_level(SY_LOG_ERROR);
@@ -1409,6 +1485,7 @@ int main(void)
     test_roundtrip_single_object(a, b);
     test_roundtrip_registry();
     test_evolution(b);
+    test_spliced(b);
     test_bad_input(a);
     test_json(a);
     test_values(a);
