@@ -2445,7 +2445,7 @@ typedef struct subject {
 
 struct sy_codec {
     sschema_t *readers[SY_TYPE_COUNT];       /* current schema per type */
-    _Atomic size_t size_hint[SY_TYPE_COUNT]; /* last encoded size, to size the buffer */
+    _Atomic size_t size_hint[SY_TYPE_COUNT]; /* recent largest encoded size, to size the buffer */
     sschema_t *schemas;                      /* every schema, owned */
     _Atomic(wentry_t *) buckets[NBUCKETS];
     _Atomic(subject_t *) subjects;
@@ -2918,7 +2918,10 @@ static sy_err_code_t encode(sy_codec_t *codec, sy_type_t type, const char *topic
         rc = sy_err_set(err, SY_ERR_NOMEM, false, "out of memory");
         goto out;
     }
-    atomic_store_explicit(&codec->size_hint[type], e.b.len, memory_order_relaxed);
+    /* the largest recent size, decaying slowly: records of one type alternate between sizes
+     * (a router's ACCEPTED and RESOLVED), and the last size alone made every other one grow */
+    hint = hint > e.b.len ? hint - (hint - e.b.len) / 64 : e.b.len;
+    atomic_store_explicit(&codec->size_hint[type], hint, memory_order_relaxed);
     *buf = e.b.data;
     *len = e.b.len;
     e.b.data = NULL; /* now owned by the caller */

@@ -92,6 +92,11 @@ struct sy_router {
     size_t max_record;  /* the producer's message.max.bytes */
     committer_t commit; /* at most one transaction commits while the next batch is routed */
     bool txn_failed;    /* the last transaction failed (result kept in commit.result) */
+    /* "<ns>.cluster.<name>" by cluster index in the registry snapshot of version
+     * topics_version, made (and the topic ensured to exist) on first use */
+    char **cluster_topics;
+    size_t n_cluster_topics;
+    long long topics_version;
     long n_routed, n_invalid, n_duplicate, n_deadletter, n_batches, n_aborts;
 };
 
@@ -325,13 +330,14 @@ static sy_err_code_t status_init(sy_router_t *r, sy_err_t *err)
 /* One JobStatus event. seq: ACCEPTED 1, RESOLVED/INVALID 2, DUPLICATE 0 (informational). */
 static sy_err_code_t emit_status(sy_router_t *r, batch_t *b, const char *job_id, const char *state,
                                  long seq, const char *cluster, const char *command,
-                                 const char *message, long long submitted_at, sy_err_t *err)
+                                 const char *message, long long submitted_at, long long now,
+                                 sy_err_t *err)
 {
     avro_value_t *s = &r->status; /* the router's constant fields are set by status_init */
     if (sy_avro_set_string(s, "job_id", job_id) || sy_avro_set_long(s, "seq", seq) ||
         sy_avro_set_enum(s, "status", state) || sy_avro_set_string(s, "cluster", cluster) ||
         sy_avro_set_string(s, "command", command) || sy_avro_set_string(s, "message", message) ||
-        sy_avro_set_long(s, "emitted_at", sy_time_wall_ms()) ||
+        sy_avro_set_long(s, "emitted_at", now) ||
         (submitted_at > 0 ? sy_avro_set_long(s, "submitted_at", submitted_at)
                           : sy_avro_set_null(s, "submitted_at")))
         return sy_err_set(err, SY_ERR_INTERNAL, false, "building JobStatus: %s", avro_strerror());
@@ -485,16 +491,45 @@ static bool env_name_valid(const char *k)
 /* ---- one request ------------------------------------------------------------------------------
  */
 
-/* Makes sure <ns>.cluster.<name> exists (cached after the first success). */
-static sy_err_code_t ensure_cluster_topic(sy_router_t *r, const char *topic, sy_err_t *err)
+static void cluster_topics_clear(sy_router_t *r)
 {
-    if (sy_seen_contains(r->topics_made, topic, strlen(topic)))
-        return SY_OK;
-    if (sy_kafka_ensure_topic(r->producer, topic, r->partitions, r->replication, r->timeout_ms,
-                              err) != SY_OK)
-        return err->code;
-    sy_seen_add(r->topics_made, topic, strlen(topic));
-    return SY_OK;
+    for (size_t i = 0; i < r->n_cluster_topics; i++)
+        free(r->cluster_topics[i]);
+    free(r->cluster_topics);
+    r->cluster_topics = NULL;
+    r->n_cluster_topics = 0;
+}
+
+/* The topic of cluster c of snap, made when missing (cached: created topics for the router's
+ * lifetime, names per registry version). The string lives until the registry changes, which is
+ * only noticed between batches. */
+static const char *cluster_topic(sy_router_t *r, const sy_registry_snapshot_t *snap,
+                                 const sy_cluster_t *c, sy_err_t *err)
+{
+    size_t i = (size_t)(c - snap->clusters);
+    if (r->topics_version != snap->version || r->n_cluster_topics != snap->n_clusters) {
+        cluster_topics_clear(r);
+        if (!(r->cluster_topics = calloc(snap->n_clusters ? snap->n_clusters : 1, sizeof(char *)))) {
+            sy_err_set(err, SY_ERR_NOMEM, true, "out of memory");
+            return NULL;
+        }
+        r->n_cluster_topics = snap->n_clusters;
+        r->topics_version = snap->version;
+    }
+    if (r->cluster_topics[i])
+        return r->cluster_topics[i];
+    char topic[300];
+    snprintf(topic, sizeof(topic), "%s.cluster.%s", sy_config_get(r->conf, "topic.namespace"),
+             c->name);
+    if (!sy_seen_contains(r->topics_made, topic, strlen(topic))) {
+        if (sy_kafka_ensure_topic(r->producer, topic, r->partitions, r->replication,
+                                  r->timeout_ms, err) != SY_OK)
+            return NULL;
+        sy_seen_add(r->topics_made, topic, strlen(topic));
+    }
+    if (!(r->cluster_topics[i] = strdup(topic)))
+        sy_err_set(err, SY_ERR_NOMEM, true, "out of memory");
+    return r->cluster_topics[i];
 }
 
 /* The RoutedJob of a resolved request, encoded and appended to the batch (*len: its size). The
@@ -502,7 +537,8 @@ static sy_err_code_t ensure_cluster_topic(sy_router_t *r, const char *topic, sy_
  * encoded again. */
 static sy_err_code_t encode_routed(sy_router_t *r, batch_t *b, const char *topic,
                                    const char *job_id, const sy_resolution_t *res,
-                                   const void *body, size_t body_len, size_t *len, sy_err_t *err)
+                                   const void *body, size_t body_len, long long now, size_t *len,
+                                   sy_err_t *err)
 {
     avro_value_t *v = &r->routed, field;
     /* precomputed at registry load; present, since the resolver checked runs_on */
@@ -523,7 +559,7 @@ static sy_err_code_t encode_routed(sy_router_t *r, batch_t *b, const char *topic
         sy_avro_set_string(v, "command_name", res->command->name) ||
         sy_avro_set_string(v, "command_spec", backend_spec) || sy_avro_set_int(v, "attempt", 1) ||
         sy_avro_set_string(v, "rationale", res->rationale) ||
-        sy_avro_set_long(v, "routed_at", sy_time_wall_ms()))
+        sy_avro_set_long(v, "routed_at", now))
         return sy_err_set(err, SY_ERR_INTERNAL, false, "building RoutedJob: %s", avro_strerror());
     void *buf = NULL;
     if (body ? sy_codec_encode_spliced(r->codec, SY_TYPE_ROUTED_JOB, topic, v, "request",
@@ -605,6 +641,7 @@ static sy_err_code_t route_one(sy_router_t *r, batch_t *b, const sy_registry_sna
         return sy_err_set(err, SY_ERR_NOMEM, true, "out of memory");
     int64_t submitted_at = 0;
     sy_avro_get_long_opt(&r->req, "submitted_at", &submitted_at);
+    long long now = sy_time_wall_ms(); /* emitted_at and routed_at of what this request makes */
 
     sy_seen_t *seen =
         m->partition >= 0 && m->partition < MAX_PARTITIONS ? r->seen[m->partition] : NULL;
@@ -613,14 +650,14 @@ static sy_err_code_t route_one(sy_router_t *r, batch_t *b, const sy_registry_sna
         sy_info("router", "job %s: duplicate submission ignored", job_id);
         return emit_status(r, b, job_id, "DUPLICATE", 0, NULL, NULL,
                            "duplicate submission of an already routed job id; ignored",
-                           submitted_at, err);
+                           submitted_at, now, err);
     }
 
     sy_criterion_t crit[MAX_CRITERIA], cmd;
     const char *tag_buf[MAX_CRITERIA + 1][MAX_CRITERION_TAGS];
     size_t n_crit = 0;
     sy_resolution_t res;
-    if (emit_status(r, b, job_id, "ACCEPTED", 1, NULL, NULL, NULL, submitted_at, err) != SY_OK)
+    if (emit_status(r, b, job_id, "ACCEPTED", 1, NULL, NULL, NULL, submitted_at, now, err) != SY_OK)
         return err->code;
     if (!validate(r, crit, &n_crit, &cmd, tag_buf, &why) || !snap ||
         sy_resolve(snap, crit, n_crit, &cmd, r->selector, (sy_active_fn)sy_regcache_active, r->reg,
@@ -629,19 +666,17 @@ static sy_err_code_t route_one(sy_router_t *r, batch_t *b, const sy_registry_sna
             sy_err_set(&why, SY_ERR_INTERNAL, true, "no registry loaded");
         r->n_invalid++;
         sy_info("router", "job %s: INVALID: %s", job_id, why.msg);
-        return emit_status(r, b, job_id, "INVALID", 2, NULL, NULL, why.msg, submitted_at, err);
+        return emit_status(r, b, job_id, "INVALID", 2, NULL, NULL, why.msg, submitted_at, now, err);
     }
 
-    char name[300];
-    int tn = snprintf(name, sizeof(name), "%s.cluster.%s", sy_config_get(r->conf, "topic.namespace"),
-                      res.cluster->name);
-    const char *topic = arena_dup(b, name, (size_t)tn);
+    const char *topic = cluster_topic(r, snap, res.cluster, err);
+    if (!topic)
+        return err->code;
     const char *cluster = arena_dup(b, res.cluster->name, strlen(res.cluster->name));
-    if (!topic || !cluster)
+    if (!cluster)
         return sy_err_set(err, SY_ERR_NOMEM, true, "out of memory");
     size_t len = 0;
-    if (ensure_cluster_topic(r, topic, err) != SY_OK ||
-        encode_routed(r, b, topic, job_id, &res, body, body_len, &len, err) != SY_OK)
+    if (encode_routed(r, b, topic, job_id, &res, body, body_len, now, &len, err) != SY_OK)
         return err->code;
     if (len + id_len + RECORD_OVERHEAD > r->max_record) {
         /* the request fits a message, the request plus the routing data does not */
@@ -653,12 +688,12 @@ static sy_err_code_t route_one(sy_router_t *r, batch_t *b, const sy_registry_sna
                    len, r->max_record);
         r->n_invalid++;
         sy_info("router", "job %s: INVALID: %s", job_id, why.msg);
-        return emit_status(r, b, job_id, "INVALID", 2, NULL, NULL, why.msg, submitted_at, err);
+        return emit_status(r, b, job_id, "INVALID", 2, NULL, NULL, why.msg, submitted_at, now, err);
     }
     if (add_rec(b, r->t_seen, m->partition, job_id, (void *)cluster, strlen(cluster), true, err) !=
             SY_OK ||
         emit_status(r, b, job_id, "RESOLVED", 2, res.cluster->name, res.command->name,
-                    res.rationale, submitted_at, err) != SY_OK)
+                    res.rationale, submitted_at, now, err) != SY_OK)
         return err->code;
     if (seen)
         sy_seen_add(seen, job_id, id_len);
@@ -1054,6 +1089,7 @@ sy_router_t *sy_router_new(const sy_config_t *conf, sy_err_t *err)
         return NULL;
     }
     r->conf = conf;
+    r->topics_version = -1;
     const char *inst = sy_config_get(conf, "router.instance.id");
     if (*inst) {
         snprintf(r->instance, sizeof(r->instance), "%s", inst);
@@ -1181,6 +1217,7 @@ void sy_router_destroy(sy_router_t *r)
     for (int i = 0; i < MAX_PARTITIONS; i++)
         sy_seen_destroy(r->seen[i]);
     sy_seen_destroy(r->topics_made);
+    cluster_topics_clear(r);
     if (r->values_made) {
         avro_value_decref(&r->req);
         avro_value_decref(&r->routed);
