@@ -2261,9 +2261,6 @@ typedef struct enc {
     sbuf_t b;
     int depth;
     errpath_t e;
-    size_t splice_field; /* top-level field written from splice_raw; SIZE_MAX = none */
-    const void *splice_raw;
-    size_t splice_len;
 } enc_t;
 
 static int e_avro(enc_t *e, int rc)
@@ -2379,10 +2376,6 @@ static int enc_value(enc_t *e, avro_value_t *v)
         for (size_t i = 0; i < n; i++) {
             avro_value_t child;
             const char *name = NULL;
-            if (e->depth == 1 && i == e->splice_field) {
-                sb_put(&e->b, e->splice_raw, e->splice_len);
-                continue;
-            }
             if ((rc = avro_value_get_by_index(v, i, &child, &name)))
                 return e_avro(e, rc);
             if (enc_value(e, &child)) {
@@ -2591,7 +2584,7 @@ static sy_err_code_t make_reader(sy_codec_t *codec, sschema_t *s, sy_err_t *err)
         for (size_t i = 0; n->kind == K_RECORD && i < n->n_fields; i++)
             n->fields[i].id_prog = NULL;
     link_identity(s->root, ps->root, 0);
-    for (size_t i = 0; i < s->root->n_fields; i++) { /* for sy_codec_encode_spliced */
+    for (size_t i = 0; i < s->root->n_fields; i++) { /* for SY_FIELD_RAW */
         sfield_t *f = &s->root->fields[i];
         char *pcf = f->type->kind == K_RECORD ? pcf_of(f->type) : NULL;
         f->type_fp = pcf ? sy_codec_crc64_avro(pcf, strlen(pcf)) : 0;
@@ -2869,27 +2862,105 @@ out:
     return rc;
 }
 
-static sy_err_code_t encode(sy_codec_t *codec, sy_type_t type, const char *topic,
-                            avro_value_t *value, enc_t *splice, void **buf, size_t *len,
-                            sy_err_t *err)
+/* One sy_field_t into a field of type t (not a union). */
+static int enc_field_plain(enc_t *e, const sy_codec_t *codec, const sfield_t *sf, const snode_t *t,
+                           const sy_field_t *f)
 {
-    enc_t e = {.splice_field = SIZE_MAX};
-    sy_err_code_t rc = SY_OK;
-    if (splice) {
-        e.splice_field = splice->splice_field;
-        e.splice_raw = splice->splice_raw;
-        e.splice_len = splice->splice_len;
+    switch (f->kind) {
+    case SY_FIELD_NULL:
+        if (t->kind == K_NULL)
+            return 0;
+        break;
+    case SY_FIELD_STRING:
+        if (t->kind == K_STRING || t->kind == K_BYTES) {
+            sb_varint(&e->b, (int64_t)f->len);
+            sb_put(&e->b, f->s, f->len);
+            return 0;
+        }
+        if (t->kind == K_ENUM) {
+            for (size_t i = 0; i < t->n_symbols; i++)
+                if (strlen(t->symbols[i]) == f->len && !memcmp(t->symbols[i], f->s, f->len)) {
+                    sb_varint(&e->b, (int64_t)i);
+                    return 0;
+                }
+            return ep_fail(&e->e, SY_ERR_INVALID_ARG, "%.*s is not a symbol of %s",
+                           (int)(f->len > 64 ? 64 : f->len), f->s, t->fullname);
+        }
+        break;
+    case SY_FIELD_LONG:
+        if (t->kind == K_LONG || (t->kind == K_INT && f->l >= INT32_MIN && f->l <= INT32_MAX)) {
+            sb_varint(&e->b, f->l);
+            return 0;
+        }
+        break;
+    case SY_FIELD_RAW:
+        if (t->kind == K_RECORD && (unsigned)f->raw_type < SY_TYPE_COUNT &&
+            sf->type == t && sf->type_fp == codec->readers[f->raw_type]->fingerprint) {
+            sb_put(&e->b, f->s, f->len);
+            return 0;
+        }
+        break;
     }
+    return -1;
+}
+
+static const char *const field_kind_names[] = {"null", "string", "long", "record body"};
+
+/* Appends the Avro binary of a record of type root from one sy_field_t per field. */
+static int enc_fields(enc_t *e, const sy_codec_t *codec, const snode_t *root,
+                      const sy_field_t *fields)
+{
+    for (size_t i = 0; i < root->n_fields; i++) {
+        const sfield_t *sf = &root->fields[i];
+        const snode_t *t = sf->type;
+        const sy_field_t *f = &fields[i];
+        int rc = -1;
+        if ((unsigned)f->kind > SY_FIELD_RAW)
+            return ep_fail(&e->e, SY_ERR_INVALID_ARG, "%s: unknown field kind %d", sf->name,
+                           (int)f->kind);
+        if (t->kind != K_UNION) {
+            rc = enc_field_plain(e, codec, sf, t, f);
+        } else {
+            for (size_t b = 0; b < t->n_branches && rc; b++) {
+                size_t mark = e->b.len;
+                sb_varint(&e->b, (int64_t)b);
+                if ((rc = enc_field_plain(e, codec, sf, t->branches[b], f)) != 0)
+                    e->b.len = mark; /* not this branch */
+                if (e->e.code) /* a real error (an unknown enum symbol), not a mismatch */
+                    break;
+            }
+        }
+        if (rc) {
+            if (!e->e.code)
+                ep_fail(&e->e, SY_ERR_INVALID_ARG, "a %s does not fit its %s",
+                        field_kind_names[f->kind], type_label(t));
+            ep_push(&e->e, "%s", sf->name);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Frames and encodes a record of type from value, or from fields (one per top-level field). */
+static sy_err_code_t encode(sy_codec_t *codec, sy_type_t type, const char *topic,
+                            avro_value_t *value, const sy_field_t *fields, size_t n_fields,
+                            void **buf, size_t *len, sy_err_t *err)
+{
+    enc_t e = {0};
+    sy_err_code_t rc = SY_OK;
     *buf = NULL;
     *len = 0;
     if ((unsigned)type >= SY_TYPE_COUNT)
         return sy_err_set(err, SY_ERR_INVALID_ARG, false, "unknown record type %d", (int)type);
     const sschema_t *s = codec->readers[type];
-    if (!value_is(codec, type, value))
+    if (value && !value_is(codec, type, value))
         return sy_err_set(err, SY_ERR_WRONG_TYPE, false,
                           "the value to encode is not a %s of our current schema (make it with "
                           "sy_codec_value_new)",
                           type_names[type]);
+    if (!value && n_fields != s->root->n_fields)
+        return sy_err_set(err, SY_ERR_WRONG_TYPE, false, "%zu fields given; a %s has %zu",
+                          n_fields, type_names[type], s->root->n_fields);
     if (codec->reg && (!topic || !*topic))
         return sy_err_set(err, SY_ERR_INVALID_ARG, false,
                           "encoding a %s for a Schema Registry needs a topic (the subject is "
@@ -2910,7 +2981,7 @@ static sy_err_code_t encode(sy_codec_t *codec, sy_type_t type, const char *topic
         sb_byte(&e.b, 0x01);
         put_le(&e.b, s->fingerprint, 8);
     }
-    if (enc_value(&e, value)) {
+    if (value ? enc_value(&e, value) : enc_fields(&e, codec, s->root, fields)) {
         rc = ep_report(&e.e, type_names[type], err);
         goto out;
     }
@@ -2933,30 +3004,32 @@ out:
 sy_err_code_t sy_codec_encode(sy_codec_t *codec, sy_type_t type, const char *topic,
                               avro_value_t *value, void **buf, size_t *len, sy_err_t *err)
 {
-    return encode(codec, type, topic, value, NULL, buf, len, err);
+    if (!value)
+        return sy_err_set(err, SY_ERR_INVALID_ARG, false, "no value to encode");
+    return encode(codec, type, topic, value, NULL, 0, buf, len, err);
 }
 
-sy_err_code_t sy_codec_encode_spliced(sy_codec_t *codec, sy_type_t type, const char *topic,
-                                      avro_value_t *value, const char *field, sy_type_t body_type,
-                                      const void *raw, size_t raw_len, void **buf, size_t *len,
-                                      sy_err_t *err)
+int sy_codec_field_index(const sy_codec_t *codec, sy_type_t type, const char *name)
 {
-    *buf = NULL;
-    *len = 0;
-    if ((unsigned)type >= SY_TYPE_COUNT || (unsigned)body_type >= SY_TYPE_COUNT)
-        return sy_err_set(err, SY_ERR_INVALID_ARG, false, "unknown record type");
+    if ((unsigned)type >= SY_TYPE_COUNT)
+        return -1;
     const snode_t *root = codec->readers[type]->root;
-    uint64_t want = codec->readers[body_type]->fingerprint;
-    for (size_t i = 0; i < root->n_fields; i++) {
-        if (strcmp(root->fields[i].name, field) != 0)
-            continue;
-        if (root->fields[i].type_fp != want)
-            break;
-        enc_t splice = {.splice_field = i, .splice_raw = raw, .splice_len = raw_len};
-        return encode(codec, type, topic, value, &splice, buf, len, err);
-    }
-    return sy_err_set(err, SY_ERR_SCHEMA, false, "%s has no field %s of exactly the current %s",
-                      type_names[type], field, type_names[body_type]);
+    for (size_t i = 0; i < root->n_fields; i++)
+        if (!strcmp(root->fields[i].name, name))
+            return (int)i;
+    return -1;
+}
+
+size_t sy_codec_field_count(const sy_codec_t *codec, sy_type_t type)
+{
+    return (unsigned)type < SY_TYPE_COUNT ? codec->readers[type]->root->n_fields : 0;
+}
+
+sy_err_code_t sy_codec_encode_fields(sy_codec_t *codec, sy_type_t type, const char *topic,
+                                     const sy_field_t *fields, size_t n_fields, void **buf,
+                                     size_t *len, sy_err_t *err)
+{
+    return encode(codec, type, topic, NULL, fields, n_fields, buf, len, err);
 }
 
 /* ---- Decode ---- */

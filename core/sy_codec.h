@@ -142,19 +142,40 @@ sy_err_code_t sy_codec_decode(sy_codec_t *codec, sy_type_t type, const void *dat
 /* As sy_codec_decode; in addition, when the writer schema is exactly type's current schema (same
  * Parsing Canonical Form), *body / *body_len are the record's Avro binary body inside data
  * (what follows the framing), else NULL / 0. Such a body can be spliced unchanged into a record
- * that embeds the type (sy_codec_encode_spliced) instead of being encoded again. */
+ * that embeds the type (SY_FIELD_RAW, sy_codec_encode_fields) instead of being encoded again. */
 sy_err_code_t sy_codec_decode_body(sy_codec_t *codec, sy_type_t type, const void *data, size_t len,
                                    avro_value_t *out, const void **body, size_t *body_len,
                                    sy_err_t *err);
 
-/* As sy_codec_encode, but the top-level field `field` of value is written as the len bytes at
- * raw — the Avro binary body of a body_type record from sy_codec_decode_body — instead of from
- * value (whose field is then not read). SY_ERR_SCHEMA when field is not a record field of
- * exactly body_type's current schema. */
-sy_err_code_t sy_codec_encode_spliced(sy_codec_t *codec, sy_type_t type, const char *topic,
-                                      avro_value_t *value, const char *field, sy_type_t body_type,
-                                      const void *raw, size_t raw_len, void **buf, size_t *len,
-                                      sy_err_t *err);
+/* Writing a record without avro-c values (a router's hot path): one sy_field_t per top-level
+ * field, in schema order (sy_codec_field_index, sy_codec_field_count), checked against the
+ * schema as it is written:
+ *   SY_FIELD_NULL    a null field, or the null branch of a union
+ *   SY_FIELD_STRING  s/len into a string or bytes field (or branch), or an enum by symbol
+ *   SY_FIELD_LONG    l into a long or int field (or branch; an int must fit)
+ *   SY_FIELD_RAW     s/len, the Avro binary body of a raw_type record (sy_codec_decode_body),
+ *                    into a record field of exactly raw_type's current schema
+ * A union takes the first branch the value fits. Strings are written as given (not checked for
+ * UTF-8). */
+typedef enum sy_field_kind { SY_FIELD_NULL, SY_FIELD_STRING, SY_FIELD_LONG, SY_FIELD_RAW } sy_field_kind_t;
+typedef struct sy_field {
+    sy_field_kind_t kind;
+    const char *s;
+    size_t len;
+    int64_t l;
+    sy_type_t raw_type;
+} sy_field_t;
+
+/* The index of type's top-level field name in its current schema, -1 when there is none. */
+int sy_codec_field_index(const sy_codec_t *codec, sy_type_t type, const char *name);
+/* The number of top-level fields of type's current schema. */
+size_t sy_codec_field_count(const sy_codec_t *codec, sy_type_t type);
+/* Encodes (and frames, as sy_codec_encode) a type record from fields[n_fields], n_fields being
+ * its field count. SY_ERR_INVALID_ARG naming the field when a value does not fit it,
+ * SY_ERR_WRONG_TYPE when n_fields is not the record's field count; else as sy_codec_encode. */
+sy_err_code_t sy_codec_encode_fields(sy_codec_t *codec, sy_type_t type, const char *topic,
+                                     const sy_field_t *fields, size_t n_fields, void **buf,
+                                     size_t *len, sy_err_t *err);
 
 /* As sy_codec_decode, for a record of any of our types: the type comes from the writer schema's
  * record name. On success *type is set and *out is a new value (caller decrefs); on failure

@@ -73,6 +73,39 @@ typedef struct committer {
     long long t_produced;
 } committer_t;
 
+/* The fields of the records the router writes (sy_codec_encode_fields): every field of the
+ * schema, found by name at start. */
+enum {
+    ST_JOB_ID, ST_SEQ, ST_STATUS, ST_CLUSTER, ST_COMMAND, ST_BACKEND_ID, ST_MESSAGE, ST_ATTEMPT,
+    ST_EMITTED_AT, ST_SUBMITTED_AT, ST_EXIT_CODE, ST_FAILURE_REASON, ST_LOG_URI, ST_EMITTER,
+    ST_COUNT
+};
+static const char *const st_names[ST_COUNT] = {
+    "job_id",     "seq",          "status",    "cluster",        "command",
+    "backend_id", "message",      "attempt",   "emitted_at",     "submitted_at",
+    "exit_code",  "failure_reason", "log_uri", "emitter"};
+enum {
+    RJ_JOB_ID, RJ_REQUEST, RJ_CLUSTER_ID, RJ_CLUSTER_NAME, RJ_BACKEND_KIND, RJ_BACKEND_ADDRESS,
+    RJ_REGION, RJ_CLUSTER_MAX_CONCURRENT, RJ_COMMAND_ID, RJ_COMMAND_NAME, RJ_COMMAND_SPEC,
+    RJ_ATTEMPT, RJ_RATIONALE, RJ_ROUTED_AT, RJ_COUNT
+};
+static const char *const rj_names[RJ_COUNT] = {
+    "job_id",        "request",      "cluster_id",   "cluster_name",
+    "backend_kind",  "backend_address", "region",    "cluster_max_concurrent",
+    "command_id",    "command_name", "command_spec", "attempt",
+    "rationale",     "routed_at"};
+
+static inline sy_field_t f_str(const char *s)
+{
+    return s ? (sy_field_t){.kind = SY_FIELD_STRING, .s = s, .len = strlen(s)}
+             : (sy_field_t){.kind = SY_FIELD_NULL};
+}
+
+static inline sy_field_t f_long(int64_t v)
+{
+    return (sy_field_t){.kind = SY_FIELD_LONG, .l = v};
+}
+
 struct sy_router {
     const sy_config_t *conf;
     sy_codec_t *codec;
@@ -87,8 +120,9 @@ struct sy_router {
     sy_selector_t selector;
     int partitions, replication, batch_max, batch_ms, timeout_ms;
     long long max_job_timeout_ms;
-    avro_value_t req, routed, status; /* reused for every message */
+    avro_value_t req; /* reused for every message */
     bool values_made;
+    int st_idx[ST_COUNT], rj_idx[RJ_COUNT]; /* our fields' places in JobStatus / RoutedJob */
     size_t max_record;  /* the producer's message.max.bytes */
     committer_t commit; /* at most one transaction commits while the next batch is routed */
     bool txn_failed;    /* the last transaction failed (result kept in commit.result) */
@@ -302,28 +336,20 @@ static void batch_free(batch_t *b)
     free(b->msgs);
 }
 
-/* Encodes v and appends it as a record keyed by key (a string in the batch arena). */
-static sy_err_code_t add_value(sy_router_t *r, batch_t *b, sy_type_t type, const char *topic,
-                               const char *key, avro_value_t *v, size_t *len, sy_err_t *err)
+/* Finds our fields in type's current schema; every field of it must be one we write. */
+static sy_err_code_t map_fields(sy_router_t *r, sy_type_t type, const char *const *names, int n,
+                                int *idx, sy_err_t *err)
 {
-    void *buf = NULL;
-    size_t n = 0;
-    if (sy_codec_encode(r->codec, type, topic, v, &buf, &n, err) != SY_OK)
-        return err->code;
-    if (len)
-        *len = n;
-    return add_rec(b, topic, RD_KAFKA_PARTITION_UA, key, buf, n, false, err);
-}
-
-/* The JobStatus fields that are the same in every event the router emits (emit_status sets
- * all the others, every time). */
-static sy_err_code_t status_init(sy_router_t *r, sy_err_t *err)
-{
-    avro_value_t *s = &r->status;
-    if (sy_avro_set_string(s, "backend_id", NULL) || sy_avro_set_int(s, "attempt", 1) ||
-        sy_avro_set_null(s, "exit_code") || sy_avro_set_string(s, "failure_reason", NULL) ||
-        sy_avro_set_string(s, "log_uri", NULL) || sy_avro_set_string(s, "emitter", r->instance))
-        return sy_err_set(err, SY_ERR_INTERNAL, false, "building JobStatus: %s", avro_strerror());
+    size_t count = sy_codec_field_count(r->codec, type);
+    if (count != (size_t)n)
+        return sy_err_set(err, SY_ERR_SCHEMA, false,
+                          "%s has %zu fields; this router writes %d (a schema it was not built "
+                          "for)",
+                          sy_type_name(type), count, n);
+    for (int i = 0; i < n; i++)
+        if ((idx[i] = sy_codec_field_index(r->codec, type, names[i])) < 0)
+            return sy_err_set(err, SY_ERR_SCHEMA, false, "%s has no field %s",
+                              sy_type_name(type), names[i]);
     return SY_OK;
 }
 
@@ -333,15 +359,28 @@ static sy_err_code_t emit_status(sy_router_t *r, batch_t *b, const char *job_id,
                                  const char *message, long long submitted_at, long long now,
                                  sy_err_t *err)
 {
-    avro_value_t *s = &r->status; /* the router's constant fields are set by status_init */
-    if (sy_avro_set_string(s, "job_id", job_id) || sy_avro_set_long(s, "seq", seq) ||
-        sy_avro_set_enum(s, "status", state) || sy_avro_set_string(s, "cluster", cluster) ||
-        sy_avro_set_string(s, "command", command) || sy_avro_set_string(s, "message", message) ||
-        sy_avro_set_long(s, "emitted_at", now) ||
-        (submitted_at > 0 ? sy_avro_set_long(s, "submitted_at", submitted_at)
-                          : sy_avro_set_null(s, "submitted_at")))
-        return sy_err_set(err, SY_ERR_INTERNAL, false, "building JobStatus: %s", avro_strerror());
-    return add_value(r, b, SY_TYPE_JOB_STATUS, r->t_status, job_id, s, NULL, err);
+    sy_field_t f[ST_COUNT];
+    const int *x = r->st_idx;
+    f[x[ST_JOB_ID]] = f_str(job_id);
+    f[x[ST_SEQ]] = f_long(seq);
+    f[x[ST_STATUS]] = f_str(state);
+    f[x[ST_CLUSTER]] = f_str(cluster);
+    f[x[ST_COMMAND]] = f_str(command);
+    f[x[ST_BACKEND_ID]] = f_str(NULL);
+    f[x[ST_MESSAGE]] = f_str(message);
+    f[x[ST_ATTEMPT]] = f_long(1);
+    f[x[ST_EMITTED_AT]] = f_long(now);
+    f[x[ST_SUBMITTED_AT]] = submitted_at > 0 ? f_long(submitted_at) : f_str(NULL);
+    f[x[ST_EXIT_CODE]] = f_str(NULL);
+    f[x[ST_FAILURE_REASON]] = f_str(NULL);
+    f[x[ST_LOG_URI]] = f_str(NULL);
+    f[x[ST_EMITTER]] = f_str(r->instance);
+    void *buf = NULL;
+    size_t len = 0;
+    if (sy_codec_encode_fields(r->codec, SY_TYPE_JOB_STATUS, r->t_status, f, ST_COUNT, &buf, &len,
+                               err) != SY_OK)
+        return err->code;
+    return add_rec(b, r->t_status, RD_KAFKA_PARTITION_UA, job_id, buf, len, false, err);
 }
 
 /* Marks input message m for <ns>.deadletter (produced with the batch; see deadletter()). */
@@ -540,32 +579,46 @@ static sy_err_code_t encode_routed(sy_router_t *r, batch_t *b, const char *topic
                                    const void *body, size_t body_len, long long now, size_t *len,
                                    sy_err_t *err)
 {
-    avro_value_t *v = &r->routed, field;
     /* precomputed at registry load; present, since the resolver checked runs_on */
     const char *backend_spec = sy_registry_command_spec(res->command, res->cluster->backend_kind);
     if (!backend_spec)
         return sy_err_set(err, SY_ERR_INTERNAL, false, "command %s has no spec for %s",
                           res->command->name, res->cluster->backend_kind);
-    if ((!body && (avro_value_get_by_name(v, "request", &field, NULL) ||
-                   avro_value_reset(&field) || avro_value_copy(&field, &r->req))) ||
-        sy_avro_set_string(v, "job_id", job_id) ||
-        sy_avro_set_string(v, "cluster_id", res->cluster->id) ||
-        sy_avro_set_string(v, "cluster_name", res->cluster->name) ||
-        sy_avro_set_string(v, "backend_kind", res->cluster->backend_kind) ||
-        sy_avro_set_string(v, "backend_address", res->cluster->backend_address) ||
-        sy_avro_set_string(v, "region", res->cluster->region) ||
-        sy_avro_set_int(v, "cluster_max_concurrent", res->cluster->max_concurrent) ||
-        sy_avro_set_string(v, "command_id", res->command->id) ||
-        sy_avro_set_string(v, "command_name", res->command->name) ||
-        sy_avro_set_string(v, "command_spec", backend_spec) || sy_avro_set_int(v, "attempt", 1) ||
-        sy_avro_set_string(v, "rationale", res->rationale) ||
-        sy_avro_set_long(v, "routed_at", now))
-        return sy_err_set(err, SY_ERR_INTERNAL, false, "building RoutedJob: %s", avro_strerror());
-    void *buf = NULL;
-    if (body ? sy_codec_encode_spliced(r->codec, SY_TYPE_ROUTED_JOB, topic, v, "request",
-                                       SY_TYPE_JOB_REQUEST, body, body_len, &buf, len, err)
-             : sy_codec_encode(r->codec, SY_TYPE_ROUTED_JOB, topic, v, &buf, len, err))
-        return err->code;
+    void *again = NULL, *buf = NULL;
+    if (!body) { /* written with another version of the schema */
+        size_t n = 0;
+        sy_codec_frame_t frame;
+        if (sy_codec_encode(r->codec, SY_TYPE_JOB_REQUEST, NULL, &r->req, &again, &n, err) !=
+                SY_OK ||
+            sy_codec_peek(again, n, &frame, err) != SY_OK) {
+            free(again);
+            return err->code;
+        }
+        body = (const uint8_t *)again + frame.header_len;
+        body_len = n - frame.header_len;
+    }
+    sy_field_t f[RJ_COUNT];
+    const int *x = r->rj_idx;
+    f[x[RJ_JOB_ID]] = f_str(job_id);
+    f[x[RJ_REQUEST]] = (sy_field_t){
+        .kind = SY_FIELD_RAW, .s = body, .len = body_len, .raw_type = SY_TYPE_JOB_REQUEST};
+    f[x[RJ_CLUSTER_ID]] = f_str(res->cluster->id);
+    f[x[RJ_CLUSTER_NAME]] = f_str(res->cluster->name);
+    f[x[RJ_BACKEND_KIND]] = f_str(res->cluster->backend_kind);
+    f[x[RJ_BACKEND_ADDRESS]] = f_str(res->cluster->backend_address);
+    f[x[RJ_REGION]] = f_str(res->cluster->region);
+    f[x[RJ_CLUSTER_MAX_CONCURRENT]] = f_long(res->cluster->max_concurrent);
+    f[x[RJ_COMMAND_ID]] = f_str(res->command->id);
+    f[x[RJ_COMMAND_NAME]] = f_str(res->command->name);
+    f[x[RJ_COMMAND_SPEC]] = f_str(backend_spec);
+    f[x[RJ_ATTEMPT]] = f_long(1);
+    f[x[RJ_RATIONALE]] = f_str(res->rationale);
+    f[x[RJ_ROUTED_AT]] = f_long(now);
+    sy_err_code_t rc = sy_codec_encode_fields(r->codec, SY_TYPE_ROUTED_JOB, topic, f, RJ_COUNT,
+                                              &buf, len, err);
+    free(again);
+    if (rc != SY_OK)
+        return rc;
     return add_rec(b, topic, RD_KAFKA_PARTITION_UA, job_id, buf, *len, false, err);
 }
 
@@ -1130,17 +1183,9 @@ sy_router_t *sy_router_new(const sy_config_t *conf, sy_err_t *err)
         goto fail;
     if (sy_codec_value_new(r->codec, SY_TYPE_JOB_REQUEST, &r->req, err) != SY_OK)
         goto fail;
-    if (sy_codec_value_new(r->codec, SY_TYPE_ROUTED_JOB, &r->routed, err) != SY_OK) {
-        avro_value_decref(&r->req);
-        goto fail;
-    }
-    if (sy_codec_value_new(r->codec, SY_TYPE_JOB_STATUS, &r->status, err) != SY_OK) {
-        avro_value_decref(&r->req);
-        avro_value_decref(&r->routed);
-        goto fail;
-    }
     r->values_made = true;
-    if (status_init(r, err) != SY_OK)
+    if (map_fields(r, SY_TYPE_JOB_STATUS, st_names, ST_COUNT, r->st_idx, err) != SY_OK ||
+        map_fields(r, SY_TYPE_ROUTED_JOB, rj_names, RJ_COUNT, r->rj_idx, err) != SY_OK)
         goto fail;
 
     if (!(r->reg = sy_regcache_new(conf, err)))
@@ -1218,11 +1263,8 @@ void sy_router_destroy(sy_router_t *r)
         sy_seen_destroy(r->seen[i]);
     sy_seen_destroy(r->topics_made);
     cluster_topics_clear(r);
-    if (r->values_made) {
+    if (r->values_made)
         avro_value_decref(&r->req);
-        avro_value_decref(&r->routed);
-        avro_value_decref(&r->status);
-    }
     sy_codec_destroy(r->codec);
     free(r);
 }

@@ -1401,16 +1401,39 @@ static void test_fuzz_regressions(sy_codec_t *c)
     avro_value_decref(&v);
 }
 
-/* sy_codec_decode_body / sy_codec_encode_spliced: what the router does with each request. A
- * RoutedJob with a request body spliced in is byte for byte the one encoded from values. */
-static void test_spliced(sy_codec_t *cur)
+/* Fields of t by name into out (sy_field_t per schema field), from a value of t. */
+static void field_str(sy_codec_t *c, sy_type_t t, sy_field_t *f, const char *name, const char *v)
+{
+    int i = sy_codec_field_index(c, t, name);
+    CHECK(i >= 0);
+    if (i >= 0)
+        f[i] = v ? (sy_field_t){.kind = SY_FIELD_STRING, .s = v, .len = strlen(v)}
+                 : (sy_field_t){.kind = SY_FIELD_NULL};
+}
+
+static void field_long(sy_codec_t *c, sy_type_t t, sy_field_t *f, const char *name, int64_t v)
+{
+    int i = sy_codec_field_index(c, t, name);
+    CHECK(i >= 0);
+    if (i >= 0)
+        f[i] = (sy_field_t){.kind = SY_FIELD_LONG, .l = v};
+}
+
+static bool same_bytes(const void *a, size_t alen, const void *b, size_t blen)
+{
+    return a && b && alen == blen && memcmp(a, b, alen) == 0;
+}
+
+/* sy_codec_decode_body and sy_codec_encode_fields, what the router writes its records with: the
+ * same bytes as sy_codec_encode of the same values, a request's body spliced in as it came. */
+static void test_fields(sy_codec_t *cur)
 {
     sy_err_t err = SY_ERR_INIT;
-    size_t len, rlen = 0, slen = 0;
+    size_t len, glen = 0, flen = 0;
     const void *body = NULL;
     size_t body_len = 0;
     avro_value_t req, routed, field;
-    void *rbuf = NULL, *sbuf = NULL;
+    void *gbuf = NULL, *fbuf = NULL;
     sy_codec_value_new(cur, SY_TYPE_JOB_REQUEST, &req, &err);
     sy_codec_value_new(cur, SY_TYPE_ROUTED_JOB, &routed, &err);
     void *in = encode_json(cur, SY_TYPE_JOB_REQUEST, NULL,
@@ -1427,35 +1450,93 @@ static void test_spliced(sy_codec_t *cur)
                SY_OK, &err);
     CHECK(body == (const uint8_t *)in + 10 && body_len == len - 10); /* after 0xC3 0x01 + 8 */
 
-    /* the RoutedJob sample, whose own request differs from the one spliced in */
+    /* a RoutedJob: the sample's values, the request above; from values and from fields */
     json_t *j = J(samples[SY_TYPE_ROUTED_JOB]);
     CHECK_CODE(sy_codec_from_json(cur, SY_TYPE_ROUTED_JOB, j, &routed, &err), SY_OK, &err);
     json_decref(j);
-    CHECK_CODE(sy_codec_encode_spliced(cur, SY_TYPE_ROUTED_JOB, NULL, &routed, "request",
-                                       SY_TYPE_JOB_REQUEST, body, body_len, &sbuf, &slen, &err),
-               SY_OK, &err);
     avro_value_get_by_name(&routed, "request", &field, NULL);
     avro_value_copy(&field, &req);
-    CHECK_CODE(sy_codec_encode(cur, SY_TYPE_ROUTED_JOB, NULL, &routed, &rbuf, &rlen, &err), SY_OK,
+    CHECK_CODE(sy_codec_encode(cur, SY_TYPE_ROUTED_JOB, NULL, &routed, &gbuf, &glen, &err), SY_OK,
                &err);
-    CHECK(sbuf && rbuf && slen == rlen && memcmp(sbuf, rbuf, rlen) == 0);
-    json_t *got = sbuf ? decode_json(cur, SY_TYPE_ROUTED_JOB, sbuf, slen, &err) : NULL;
-    CHECK(got && json_is_object(json_object_get(got, "request")) &&
-          !strcmp(json_string_value(json_object_get(json_object_get(got, "request"), "job_id")),
-                  "spliced-2"));
-    CHECK(got && !strcmp(json_string_value(json_object_get(got, "job_id")), "job-1"));
+    size_t n = sy_codec_field_count(cur, SY_TYPE_ROUTED_JOB);
+    CHECK(n == 14);
+    sy_field_t f[32] = {0};
+    sy_type_t rt = SY_TYPE_ROUTED_JOB;
+    field_str(cur, rt, f, "job_id", "job-1");
+    f[sy_codec_field_index(cur, rt, "request")] = (sy_field_t){
+        .kind = SY_FIELD_RAW, .s = body, .len = body_len, .raw_type = SY_TYPE_JOB_REQUEST};
+    field_str(cur, rt, f, "cluster_id", "cl-1");
+    field_str(cur, rt, f, "cluster_name", "emr-prod");
+    field_str(cur, rt, f, "backend_kind", "emr");
+    field_str(cur, rt, f, "backend_address", "j-ABC");
+    field_str(cur, rt, f, "region", "us-east-1");
+    field_long(cur, rt, f, "cluster_max_concurrent", 256);
+    field_str(cur, rt, f, "command_id", "cmd-1");
+    field_str(cur, rt, f, "command_name", "spark");
+    field_str(cur, rt, f, "command_spec", "{\"emr\":{}}");
+    field_long(cur, rt, f, "attempt", 2);
+    field_str(cur, rt, f, "rationale", "matched criterion 1");
+    field_long(cur, rt, f, "routed_at", 1714564800200);
+    CHECK_CODE(sy_codec_encode_fields(cur, rt, NULL, f, n, &fbuf, &flen, &err), SY_OK, &err);
+    CHECK(same_bytes(gbuf, glen, fbuf, flen));
+    json_t *got = fbuf ? decode_json(cur, rt, fbuf, flen, &err) : NULL;
+    CHECK(got && !strcmp(json_string_value(json_object_get(json_object_get(got, "request"),
+                                                           "job_id")),
+                         "spliced-2"));
     json_decref(got);
-    free(sbuf);
-    free(rbuf);
+    free(gbuf);
+    free(fbuf);
 
-    /* only a field of exactly the body's type takes a body */
-    CHECK_CODE(sy_codec_encode_spliced(cur, SY_TYPE_ROUTED_JOB, NULL, &routed, "job_id",
-                                       SY_TYPE_JOB_REQUEST, body, body_len, &sbuf, &slen, &err),
-               SY_ERR_SCHEMA, &err);
-    CHECK_CODE(sy_codec_encode_spliced(cur, SY_TYPE_ROUTED_JOB, NULL, &routed, "request",
-                                       SY_TYPE_JOB_STATUS, body, body_len, &sbuf, &slen, &err),
-               SY_ERR_SCHEMA, &err);
-    CHECK(sbuf == NULL && slen == 0);
+    /* only a record field of exactly the body's type takes a body; nothing else fits wrongly */
+    sy_field_t saved = f[1];
+    f[1].raw_type = SY_TYPE_JOB_STATUS;
+    CHECK_CODE(sy_codec_encode_fields(cur, rt, NULL, f, n, &fbuf, &flen, &err), SY_ERR_INVALID_ARG,
+               &err);
+    CHECK(strstr(err.msg, "request") != NULL);
+    f[1] = saved;
+    field_str(cur, rt, f, "attempt", "2"); /* a string into an int */
+    CHECK_CODE(sy_codec_encode_fields(cur, rt, NULL, f, n, &fbuf, &flen, &err), SY_ERR_INVALID_ARG,
+               &err);
+    CHECK(strstr(err.msg, "attempt") != NULL);
+    field_long(cur, rt, f, "attempt", (int64_t)1 << 40); /* does not fit an int */
+    CHECK_CODE(sy_codec_encode_fields(cur, rt, NULL, f, n, &fbuf, &flen, &err), SY_ERR_INVALID_ARG,
+               &err);
+    field_str(cur, rt, f, "cluster_id", NULL); /* not nullable */
+    field_long(cur, rt, f, "attempt", 2);
+    CHECK_CODE(sy_codec_encode_fields(cur, rt, NULL, f, n, &fbuf, &flen, &err), SY_ERR_INVALID_ARG,
+               &err);
+    CHECK_CODE(sy_codec_encode_fields(cur, rt, NULL, f, n - 1, &fbuf, &flen, &err),
+               SY_ERR_WRONG_TYPE, &err);
+    CHECK(fbuf == NULL && flen == 0);
+
+    /* a JobStatus with null branches, an enum and an int in a union */
+    sy_type_t st = SY_TYPE_JOB_STATUS;
+    gbuf = encode_json(cur, st, NULL, samples[st], &glen, &err);
+    memset(f, 0, sizeof(f));
+    field_str(cur, st, f, "job_id", "job-1");
+    field_long(cur, st, f, "seq", 10);
+    field_str(cur, st, f, "status", "RUNNING");
+    field_str(cur, st, f, "cluster", "emr-prod");
+    field_str(cur, st, f, "command", "spark");
+    field_str(cur, st, f, "backend_id", "s-123");
+    field_str(cur, st, f, "message", "running");
+    field_long(cur, st, f, "attempt", 1);
+    field_long(cur, st, f, "emitted_at", 1714564800300);
+    field_long(cur, st, f, "submitted_at", 1714564800123);
+    field_long(cur, st, f, "exit_code", -1);
+    field_str(cur, st, f, "failure_reason", NULL);
+    field_str(cur, st, f, "log_uri", "s3://logs/j-ABC/");
+    field_str(cur, st, f, "emitter", "worker-1");
+    n = sy_codec_field_count(cur, st);
+    CHECK_CODE(sy_codec_encode_fields(cur, st, NULL, f, n, &fbuf, &flen, &err), SY_OK, &err);
+    CHECK(same_bytes(gbuf, glen, fbuf, flen));
+    free(fbuf);
+    field_str(cur, st, f, "status", "BOGUS");
+    CHECK_CODE(sy_codec_encode_fields(cur, st, NULL, f, n, &fbuf, &flen, &err), SY_ERR_INVALID_ARG,
+               &err);
+    CHECK(strstr(err.msg, "BOGUS") && strstr(err.msg, "status"));
+    CHECK(sy_codec_field_index(cur, st, "no_such_field") == -1);
+    free(gbuf);
     free(in);
 
     /* a request written with another schema (an older version) has no body to splice */
@@ -1485,7 +1566,7 @@ int main(void)
     test_roundtrip_single_object(a, b);
     test_roundtrip_registry();
     test_evolution(b);
-    test_spliced(b);
+    test_fields(b);
     test_bad_input(a);
     test_json(a);
     test_values(a);
