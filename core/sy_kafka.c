@@ -4,8 +4,10 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "sy_log.h"
+#include "sy_signal.h"
 #include "sy_time.h"
 
 /* ---- refusals ------------------------------------------------------------------------------ */
@@ -313,6 +315,19 @@ out:
     if (md)
         rd_kafka_metadata_destroy(md);
     rd_kafka_topic_destroy(rkt);
+    return n;
+}
+
+int sy_kafka_partition_count_wait(rd_kafka_t *rk, const char *topic, int timeout_ms, sy_err_t *err)
+{
+    int n = -1;
+    for (int i = 0; i < 50 && n < 0 && !sy_signal_stop_requested(); i++) {
+        n = sy_kafka_partition_count(rk, topic, timeout_ms, err);
+        if (n < 0 && (!err->retriable || err->code == SY_ERR_TIMEOUT))
+            break;
+        if (n < 0)
+            usleep(200 * 1000);
+    }
     return n;
 }
 

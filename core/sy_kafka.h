@@ -72,6 +72,11 @@ sy_err_code_t sy_kafka_ensure_topic_config(rd_kafka_t *rk, const char *topic, in
 
 /* Number of partitions of topic, or -1 with err filled. */
 int sy_kafka_partition_count(rd_kafka_t *rk, const char *topic, int timeout_ms, sy_err_t *err);
+/* The same for a topic just created (sy_kafka_ensure_topic): the broker's metadata can lag the
+ * creation for a moment and report it unknown, so retriable answers are asked again every
+ * 200 ms for up to 10 s. A timeout (timeout_ms per request), an answer that is not retriable or
+ * a stop request (sy_signal) ends the wait at once. Returns -1 with err filled, as above. */
+int sy_kafka_partition_count_wait(rd_kafka_t *rk, const char *topic, int timeout_ms, sy_err_t *err);
 
 /* Waits until the broker answers a metadata request or timeout_ms passes. */
 sy_err_code_t sy_kafka_wait_broker(rd_kafka_t *rk, int timeout_ms, sy_err_t *err);

@@ -1090,20 +1090,6 @@ out:
 /* ---- setup --------------------------------------------------------------------------------------
  */
 
-/* Partition count of a topic just created: metadata may lag the creation briefly. */
-static int partition_count_retry(sy_router_t *r, const char *topic, sy_err_t *err)
-{
-    int n = -1;
-    for (int i = 0; i < 50 && n < 0 && !sy_signal_stop_requested(); i++) {
-        n = sy_kafka_partition_count(r->producer, topic, r->timeout_ms, err);
-        if (n < 0 && (!err->retriable || err->code == SY_ERR_TIMEOUT))
-            break;
-        if (n < 0)
-            usleep(200 * 1000);
-    }
-    return n;
-}
-
 static sy_err_code_t make_topics(sy_router_t *r, sy_err_t *err)
 {
     const char *suffixes[] = {"requests", "status", "logs", "control", "deadletter"};
@@ -1114,7 +1100,7 @@ static sy_err_code_t make_topics(sy_router_t *r, sy_err_t *err)
                                   r->partitions, r->replication, r->timeout_ms, err) != SY_OK)
             return err->code;
     /* the seen changelog mirrors the requests topic partition for partition */
-    int n = partition_count_retry(r, r->t_requests, err);
+    int n = sy_kafka_partition_count_wait(r->producer, r->t_requests, r->timeout_ms, err);
     if (n < 0)
         return err->code;
     if (n > MAX_PARTITIONS)
@@ -1124,7 +1110,7 @@ static sy_err_code_t make_topics(sy_router_t *r, sy_err_t *err)
     if (sy_kafka_ensure_topic_config(r->producer, r->t_seen, n, r->replication, compacted,
                                      r->timeout_ms, err) != SY_OK)
         return err->code;
-    int m = partition_count_retry(r, r->t_seen, err);
+    int m = sy_kafka_partition_count_wait(r->producer, r->t_seen, r->timeout_ms, err);
     if (m < 0)
         return err->code;
     if (m < n)

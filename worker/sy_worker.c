@@ -910,7 +910,8 @@ static sy_err_code_t open_control(sy_worker_t *w, sy_err_t *err)
                          .client_id_suffix = "worker-control"};
     if (!(w->control = sy_kafka_new(w->conf, SY_KAFKA_CONSUMER, &o, err)))
         return err->code;
-    int n = sy_kafka_partition_count(w->control, w->t_control, w->timeout_ms, err);
+    /* make_topics() may have created it a moment ago: the first start in a new namespace */
+    int n = sy_kafka_partition_count_wait(w->control, w->t_control, w->timeout_ms, err);
     if (n < 0)
         return err->code;
     rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(n);
