@@ -51,6 +51,10 @@ fuzz: fuzz-build
 test: build asan fuzz-build
 	scripts/run-tests $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)
 
+# The unit tests alone: no services needed.
+unit: build
+	ctest --test-dir $(BUILD) -L unit --output-on-failure
+
 demo: build
 	scripts/demo $(BUILD)
 
