@@ -177,9 +177,9 @@ rd_kafka_t *sy_kafka_new(const sy_config_t *conf, sy_kafka_role_t role, const sy
             rd_kafka_conf_set_events(kc, opts->enabled_events);
         if (opts->linger_ms && conf_set(kc, "linger.ms", opts->linger_ms, err))
             goto fail;
-        if (opts->retry_backoff_ms &&
-            conf_set(kc, "retry.backoff.ms", opts->retry_backoff_ms, err))
-            goto fail;
+        for (const char *const *d = opts->producer_defaults; d && d[0] && d[1]; d += 2)
+            if (conf_set(kc, d[0], d[1], err))
+                goto fail;
     }
     if (opts->opaque)
         rd_kafka_conf_set_opaque(kc, opts->opaque);

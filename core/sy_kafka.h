@@ -36,10 +36,8 @@ typedef struct sy_kafka_opts {
     void (*dr_msg_cb)(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque);
     int enabled_events;
     const char *linger_ms;
-    /* Producers: a retry.backoff.ms default (NULL = librdkafka's 100). A transactional producer
-     * that opens its next transaction right after a commit meets CONCURRENT_TRANSACTIONS until
-     * the broker has written the commit markers, and waits this long before each retry. */
-    const char *retry_backoff_ms;
+    /* Producers: more librdkafka defaults, "key", "value", ..., NULL (NULL = none). */
+    const char *const *producer_defaults;
     void *opaque;                 /* rd_kafka opaque, passed to callbacks */
     const char *client_id_suffix; /* appended to client.id ("router", "worker", ...) */
 } sy_kafka_opts_t;
