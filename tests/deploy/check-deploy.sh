@@ -79,6 +79,10 @@ fi
 
 export GOMODCACHE=$cache/go/mod GOCACHE=$cache/go/build GOFLAGS=-modcacherw GOTOOLCHAIN=local
 go_ok=0
+# the official tarball's place, when a login shell's PATH is not in effect
+if ! command -v go >/dev/null && [ -x /usr/local/go/bin/go ]; then
+  PATH=/usr/local/go/bin:$PATH
+fi
 if ! command -v go >/dev/null; then
   fail "Go $GO_MIN or newer is needed (kustomize and the manifest validator are built from Go modules; Debian bookworm's golang-go is 1.19): install it from https://go.dev/dl/"
 else
