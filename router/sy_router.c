@@ -809,7 +809,7 @@ static void *committer_main(void *arg)
         if (!e)
             e = rd_kafka_commit_transaction(c->producer, -1);
         if (!e)
-            sy_info("router", "transaction of %d request(s): produced in %lld ms, committed in "
+            sy_debug("router", "transaction of %d request(s): produced in %lld ms, committed in "
                      "%lld ms", c->n, c->t_produced, sy_time_mono_ms() - t0);
         pthread_mutex_lock(&c->mu);
         rd_kafka_topic_partition_list_destroy(c->offsets);
@@ -1023,7 +1023,7 @@ static sy_err_code_t run_batch(sy_router_t *r, batch_t *b, sy_err_t *err)
         batch_reset(b);
         return recover(r, true, err);
     }
-    sy_info("router", "batch of %d request(s): routed in %lld ms (the previous commit waited "
+    sy_debug("router", "batch of %d request(s): routed in %lld ms (the previous commit waited "
              "for meanwhile)", b->n, t1 - t0);
     committer_start(r, b, sy_time_mono_ms() - t1);
     r->n_batches++;

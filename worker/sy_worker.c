@@ -459,6 +459,11 @@ static void assigned(sy_worker_t *w, rd_kafka_topic_partition_list_t *parts)
     rd_kafka_resp_err_t e = rd_kafka_assign(w->consumer, parts);
     if (e)
         sy_err_set(&w->fatal, SY_ERR_KAFKA, false, "assign: %s", rd_kafka_err2str(e));
+    /* A partition paused before a rebalance (a cluster at capacity, or its ledger unreachable)
+     * and assigned again would otherwise stay paused in librdkafka while our bookkeeping, which
+     * starts every assignment unpaused, never resumes it: its jobs would wait forever (seen in
+     * the chaos run: a PostgreSQL restart paused a cluster, a rebalance followed). */
+    rd_kafka_resume_partitions(w->consumer, parts);
     sy_info("worker", "assigned %d partition(s)", parts->cnt);
     scan_all(w);
 }
