@@ -148,7 +148,8 @@ static long long proc_ticks(pid_t pid)
     buf[n] = 0;
     char *p = strrchr(buf, ')'); /* the command name may hold spaces */
     unsigned long long ut, st;
-    /* after ") ": state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime */
+    /* after ") ": state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime
+     */
     if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
         return -1;
     return (long long)(ut + st);

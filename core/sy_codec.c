@@ -2894,8 +2894,8 @@ static int enc_field_plain(enc_t *e, const sy_codec_t *codec, const sfield_t *sf
         }
         break;
     case SY_FIELD_RAW:
-        if (t->kind == K_RECORD && (unsigned)f->raw_type < SY_TYPE_COUNT &&
-            sf->type == t && sf->type_fp == codec->readers[f->raw_type]->fingerprint) {
+        if (t->kind == K_RECORD && (unsigned)f->raw_type < SY_TYPE_COUNT && sf->type == t &&
+            sf->type_fp == codec->readers[f->raw_type]->fingerprint) {
             sb_put(&e->b, f->s, f->len);
             return 0;
         }
@@ -2926,7 +2926,7 @@ static int enc_fields(enc_t *e, const sy_codec_t *codec, const snode_t *root,
                 sb_varint(&e->b, (int64_t)b);
                 if ((rc = enc_field_plain(e, codec, sf, t->branches[b], f)) != 0)
                     e->b.len = mark; /* not this branch */
-                if (e->e.code) /* a real error (an unknown enum symbol), not a mismatch */
+                if (e->e.code)       /* a real error (an unknown enum symbol), not a mismatch */
                     break;
             }
         }
@@ -2959,8 +2959,8 @@ static sy_err_code_t encode(sy_codec_t *codec, sy_type_t type, const char *topic
                           "sy_codec_value_new)",
                           type_names[type]);
     if (!value && n_fields != s->root->n_fields)
-        return sy_err_set(err, SY_ERR_WRONG_TYPE, false, "%zu fields given; a %s has %zu",
-                          n_fields, type_names[type], s->root->n_fields);
+        return sy_err_set(err, SY_ERR_WRONG_TYPE, false, "%zu fields given; a %s has %zu", n_fields,
+                          type_names[type], s->root->n_fields);
     if (codec->reg && (!topic || !*topic))
         return sy_err_set(err, SY_ERR_INVALID_ARG, false,
                           "encoding a %s for a Schema Registry needs a topic (the subject is "

@@ -157,7 +157,12 @@ sy_err_code_t sy_codec_decode_body(sy_codec_t *codec, sy_type_t type, const void
  *                    into a record field of exactly raw_type's current schema
  * A union takes the first branch the value fits. Strings are written as given (not checked for
  * UTF-8). */
-typedef enum sy_field_kind { SY_FIELD_NULL, SY_FIELD_STRING, SY_FIELD_LONG, SY_FIELD_RAW } sy_field_kind_t;
+typedef enum sy_field_kind {
+    SY_FIELD_NULL,
+    SY_FIELD_STRING,
+    SY_FIELD_LONG,
+    SY_FIELD_RAW
+} sy_field_kind_t;
 typedef struct sy_field {
     sy_field_kind_t kind;
     const char *s;

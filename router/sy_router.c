@@ -76,24 +76,48 @@ typedef struct committer {
 /* The fields of the records the router writes (sy_codec_encode_fields): every field of the
  * schema, found by name at start. */
 enum {
-    ST_JOB_ID, ST_SEQ, ST_STATUS, ST_CLUSTER, ST_COMMAND, ST_BACKEND_ID, ST_MESSAGE, ST_ATTEMPT,
-    ST_EMITTED_AT, ST_SUBMITTED_AT, ST_EXIT_CODE, ST_FAILURE_REASON, ST_LOG_URI, ST_EMITTER,
+    ST_JOB_ID,
+    ST_SEQ,
+    ST_STATUS,
+    ST_CLUSTER,
+    ST_COMMAND,
+    ST_BACKEND_ID,
+    ST_MESSAGE,
+    ST_ATTEMPT,
+    ST_EMITTED_AT,
+    ST_SUBMITTED_AT,
+    ST_EXIT_CODE,
+    ST_FAILURE_REASON,
+    ST_LOG_URI,
+    ST_EMITTER,
     ST_COUNT
 };
 static const char *const st_names[ST_COUNT] = {
-    "job_id",     "seq",          "status",    "cluster",        "command",
-    "backend_id", "message",      "attempt",   "emitted_at",     "submitted_at",
-    "exit_code",  "failure_reason", "log_uri", "emitter"};
+    "job_id",  "seq",     "status",     "cluster",      "command",   "backend_id",
+    "message", "attempt", "emitted_at", "submitted_at", "exit_code", "failure_reason",
+    "log_uri", "emitter"};
 enum {
-    RJ_JOB_ID, RJ_REQUEST, RJ_CLUSTER_ID, RJ_CLUSTER_NAME, RJ_BACKEND_KIND, RJ_BACKEND_ADDRESS,
-    RJ_REGION, RJ_CLUSTER_MAX_CONCURRENT, RJ_COMMAND_ID, RJ_COMMAND_NAME, RJ_COMMAND_SPEC,
-    RJ_ATTEMPT, RJ_RATIONALE, RJ_ROUTED_AT, RJ_COUNT
+    RJ_JOB_ID,
+    RJ_REQUEST,
+    RJ_CLUSTER_ID,
+    RJ_CLUSTER_NAME,
+    RJ_BACKEND_KIND,
+    RJ_BACKEND_ADDRESS,
+    RJ_REGION,
+    RJ_CLUSTER_MAX_CONCURRENT,
+    RJ_COMMAND_ID,
+    RJ_COMMAND_NAME,
+    RJ_COMMAND_SPEC,
+    RJ_ATTEMPT,
+    RJ_RATIONALE,
+    RJ_ROUTED_AT,
+    RJ_COUNT
 };
 static const char *const rj_names[RJ_COUNT] = {
-    "job_id",        "request",      "cluster_id",   "cluster_name",
-    "backend_kind",  "backend_address", "region",    "cluster_max_concurrent",
-    "command_id",    "command_name", "command_spec", "attempt",
-    "rationale",     "routed_at"};
+    "job_id",       "request",         "cluster_id",   "cluster_name",
+    "backend_kind", "backend_address", "region",       "cluster_max_concurrent",
+    "command_id",   "command_name",    "command_spec", "attempt",
+    "rationale",    "routed_at"};
 
 static inline sy_field_t f_str(const char *s)
 {
@@ -123,7 +147,7 @@ struct sy_router {
     avro_value_t req; /* reused for every message */
     bool values_made;
     int st_idx[ST_COUNT], rj_idx[RJ_COUNT]; /* our fields' places in JobStatus / RoutedJob */
-    size_t max_record;  /* the producer's message.max.bytes */
+    size_t max_record;                      /* the producer's message.max.bytes */
     committer_t commit; /* at most one transaction commits while the next batch is routed */
     bool txn_failed;    /* the last transaction failed (result kept in commit.result) */
     /* "<ns>.cluster.<name>" by cluster index in the registry snapshot of version
@@ -295,8 +319,8 @@ static sy_err_code_t add_rec(batch_t *b, const char *topic, int32_t partition, c
         b->recs = recs;
         b->cap_recs = cap;
     }
-    b->recs[b->n_recs++] = (out_rec_t){.topic = topic, .partition = partition, .key = key,
-                                       .val = val, .len = len, .copy = copy};
+    b->recs[b->n_recs++] = (out_rec_t){
+        .topic = topic, .partition = partition, .key = key, .val = val, .len = len, .copy = copy};
     return SY_OK;
 }
 
@@ -348,8 +372,8 @@ static sy_err_code_t map_fields(sy_router_t *r, sy_type_t type, const char *cons
                           sy_type_name(type), count, n);
     for (int i = 0; i < n; i++)
         if ((idx[i] = sy_codec_field_index(r->codec, type, names[i])) < 0)
-            return sy_err_set(err, SY_ERR_SCHEMA, false, "%s has no field %s",
-                              sy_type_name(type), names[i]);
+            return sy_err_set(err, SY_ERR_SCHEMA, false, "%s has no field %s", sy_type_name(type),
+                              names[i]);
     return SY_OK;
 }
 
@@ -477,8 +501,8 @@ static const char *criterion_name(size_t index, char *buf, size_t size)
 
 /* Reads one Criterion record into c (strings borrowed from the value; tags into tag_buf).
  * index: the cluster criterion's position from 1, 0 for the command criterion. */
-static bool read_criterion(avro_value_t *rec, sy_criterion_t *c, const char **tag_buf,
-                           size_t index, sy_err_t *err)
+static bool read_criterion(avro_value_t *rec, sy_criterion_t *c, const char **tag_buf, size_t index,
+                           sy_err_t *err)
 {
     char what[48]; /* named only when there is something to say */
     memset(c, 0, sizeof(*c));
@@ -548,7 +572,8 @@ static const char *cluster_topic(sy_router_t *r, const sy_registry_snapshot_t *s
     size_t i = (size_t)(c - snap->clusters);
     if (r->topics_version != snap->version || r->n_cluster_topics != snap->n_clusters) {
         cluster_topics_clear(r);
-        if (!(r->cluster_topics = calloc(snap->n_clusters ? snap->n_clusters : 1, sizeof(char *)))) {
+        if (!(r->cluster_topics =
+                  calloc(snap->n_clusters ? snap->n_clusters : 1, sizeof(char *)))) {
             sy_err_set(err, SY_ERR_NOMEM, true, "out of memory");
             return NULL;
         }
@@ -561,8 +586,8 @@ static const char *cluster_topic(sy_router_t *r, const sy_registry_snapshot_t *s
     snprintf(topic, sizeof(topic), "%s.cluster.%s", sy_config_get(r->conf, "topic.namespace"),
              c->name);
     if (!sy_seen_contains(r->topics_made, topic, strlen(topic))) {
-        if (sy_kafka_ensure_topic(r->producer, topic, r->partitions, r->replication,
-                                  r->timeout_ms, err) != SY_OK)
+        if (sy_kafka_ensure_topic(r->producer, topic, r->partitions, r->replication, r->timeout_ms,
+                                  err) != SY_OK)
             return NULL;
         sy_seen_add(r->topics_made, topic, strlen(topic));
     }
@@ -575,9 +600,8 @@ static const char *cluster_topic(sy_router_t *r, const sy_registry_snapshot_t *s
  * request is the bytes it came in (body) when it was written with our schema, else r->req
  * encoded again. */
 static sy_err_code_t encode_routed(sy_router_t *r, batch_t *b, const char *topic,
-                                   const char *job_id, const sy_resolution_t *res,
-                                   const void *body, size_t body_len, long long now, size_t *len,
-                                   sy_err_t *err)
+                                   const char *job_id, const sy_resolution_t *res, const void *body,
+                                   size_t body_len, long long now, size_t *len, sy_err_t *err)
 {
     /* precomputed at registry load; present, since the resolver checked runs_on */
     const char *backend_spec = sy_registry_command_spec(res->command, res->cluster->backend_kind);
@@ -614,8 +638,8 @@ static sy_err_code_t encode_routed(sy_router_t *r, batch_t *b, const char *topic
     f[x[RJ_ATTEMPT]] = f_long(1);
     f[x[RJ_RATIONALE]] = f_str(res->rationale);
     f[x[RJ_ROUTED_AT]] = f_long(now);
-    sy_err_code_t rc = sy_codec_encode_fields(r->codec, SY_TYPE_ROUTED_JOB, topic, f, RJ_COUNT,
-                                              &buf, len, err);
+    sy_err_code_t rc =
+        sy_codec_encode_fields(r->codec, SY_TYPE_ROUTED_JOB, topic, f, RJ_COUNT, &buf, len, err);
     free(again);
     if (rc != SY_OK)
         return rc;
@@ -804,13 +828,15 @@ static void *committer_main(void *arg)
             break;
         pthread_mutex_unlock(&c->mu);
         long long t0 = sy_time_mono_ms();
-        rd_kafka_error_t *e = rd_kafka_send_offsets_to_transaction(c->producer, c->offsets,
-                                                                   c->cgmd, -1);
+        rd_kafka_error_t *e =
+            rd_kafka_send_offsets_to_transaction(c->producer, c->offsets, c->cgmd, -1);
         if (!e)
             e = rd_kafka_commit_transaction(c->producer, -1);
         if (!e)
-            sy_debug("router", "transaction of %d request(s): produced in %lld ms, committed in "
-                     "%lld ms", c->n, c->t_produced, sy_time_mono_ms() - t0);
+            sy_debug("router",
+                     "transaction of %d request(s): produced in %lld ms, committed in "
+                     "%lld ms",
+                     c->n, c->t_produced, sy_time_mono_ms() - t0);
         pthread_mutex_lock(&c->mu);
         rd_kafka_topic_partition_list_destroy(c->offsets);
         rd_kafka_consumer_group_metadata_destroy(c->cgmd);
@@ -900,9 +926,8 @@ static sy_err_code_t prepare_batch(sy_router_t *r, batch_t *b, sy_err_t *err)
     for (int i = 0; i < b->n && rc == SY_OK; i++) {
         rd_kafka_message_t *m = b->msgs[i];
         rc = route_one(r, b, snap, m, err);
-        rd_kafka_topic_partition_t *p =
-            rd_kafka_topic_partition_list_find(b->offsets, rd_kafka_topic_name(m->rkt),
-                                               m->partition);
+        rd_kafka_topic_partition_t *p = rd_kafka_topic_partition_list_find(
+            b->offsets, rd_kafka_topic_name(m->rkt), m->partition);
         if (!p)
             p = rd_kafka_topic_partition_list_add(b->offsets, rd_kafka_topic_name(m->rkt),
                                                   m->partition);
@@ -960,8 +985,7 @@ static sy_err_code_t recover(sy_router_t *r, bool txn_open, sy_err_t *err)
     if (txn_open) {
         e = rd_kafka_abort_transaction(r->producer, -1);
         if (e) {
-            sy_err_set(err, SY_ERR_KAFKA, false, "abort_transaction: %s",
-                       rd_kafka_error_string(e));
+            sy_err_set(err, SY_ERR_KAFKA, false, "abort_transaction: %s", rd_kafka_error_string(e));
             rd_kafka_error_destroy(e);
             return SY_ERR_KAFKA;
         }
@@ -1023,8 +1047,10 @@ static sy_err_code_t run_batch(sy_router_t *r, batch_t *b, sy_err_t *err)
         batch_reset(b);
         return recover(r, true, err);
     }
-    sy_debug("router", "batch of %d request(s): routed in %lld ms (the previous commit waited "
-             "for meanwhile)", b->n, t1 - t0);
+    sy_debug("router",
+             "batch of %d request(s): routed in %lld ms (the previous commit waited "
+             "for meanwhile)",
+             b->n, t1 - t0);
     committer_start(r, b, sy_time_mono_ms() - t1);
     r->n_batches++;
     batch_reset(b);

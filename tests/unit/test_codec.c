@@ -1446,8 +1446,9 @@ static void test_fields(sy_codec_t *cur)
                            "\"metadata\":{},\"submitted_at\":5}",
                            &len, &err);
     CHECK(in != NULL);
-    CHECK_CODE(sy_codec_decode_body(cur, SY_TYPE_JOB_REQUEST, in, len, &req, &body, &body_len, &err),
-               SY_OK, &err);
+    CHECK_CODE(
+        sy_codec_decode_body(cur, SY_TYPE_JOB_REQUEST, in, len, &req, &body, &body_len, &err),
+        SY_OK, &err);
     CHECK(body == (const uint8_t *)in + 10 && body_len == len - 10); /* after 0xC3 0x01 + 8 */
 
     /* a RoutedJob: the sample's values, the request above; from values and from fields */
@@ -1480,9 +1481,9 @@ static void test_fields(sy_codec_t *cur)
     CHECK_CODE(sy_codec_encode_fields(cur, rt, NULL, f, n, &fbuf, &flen, &err), SY_OK, &err);
     CHECK(same_bytes(gbuf, glen, fbuf, flen));
     json_t *got = fbuf ? decode_json(cur, rt, fbuf, flen, &err) : NULL;
-    CHECK(got && !strcmp(json_string_value(json_object_get(json_object_get(got, "request"),
-                                                           "job_id")),
-                         "spliced-2"));
+    CHECK(got &&
+          !strcmp(json_string_value(json_object_get(json_object_get(got, "request"), "job_id")),
+                  "spliced-2"));
     json_decref(got);
     free(gbuf);
     free(fbuf);
@@ -1549,8 +1550,9 @@ static void test_fields(sy_codec_t *cur)
                      &len, &err);
     CHECK(in != NULL);
     add_schema_file(cur, EVO "JobRequest.v0.avsc");
-    CHECK_CODE(sy_codec_decode_body(cur, SY_TYPE_JOB_REQUEST, in, len, &req, &body, &body_len, &err),
-               SY_OK, &err);
+    CHECK_CODE(
+        sy_codec_decode_body(cur, SY_TYPE_JOB_REQUEST, in, len, &req, &body, &body_len, &err),
+        SY_OK, &err);
     CHECK(body == NULL && body_len == 0);
     free(in);
     sy_codec_destroy(v0);
