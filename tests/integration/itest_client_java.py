@@ -14,7 +14,6 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-import time
 import urllib.request
 import xml.etree.ElementTree as ET
 
@@ -107,19 +106,6 @@ def setup(env):
     env.cli("link", "spark", "dr1")
 
 
-def wait_status(env, job_id, want, timeout=30):
-    deadline = time.time() + timeout
-    last = None
-    while time.time() < deadline:
-        r = env.cli("status", "--json", job_id, check=False)
-        if r.returncode == 0:
-            last = json.loads(r.stdout)
-            if last["status"] == want:
-                return last
-        time.sleep(0.3)
-    raise AssertionError(f"{job_id}: status {last} after {timeout}s, wanted {want}")
-
-
 def events(env, job_id, count, timeout=30):
     """The JobStatus events of job_id on <ns>.status (read_committed), once there are count."""
     key = job_id.encode()
@@ -150,7 +136,7 @@ def request_record(env, job_id):
 
 def test_java_record_is_routed(env, java):
     java.submit(env, "java-job-1")
-    st = wait_status(env, "java-job-1", "RESOLVED")
+    st = env.wait_status("java-job-1", "RESOLVED")
     assert st["cluster"] == "dr1" and st["command"] == "spark", st
     assert "criterion #2" in st["message"], st   # the list order survived: the fallback matched
     kinds = [e["status"] for e in events(env, "java-job-1", 2)]
@@ -230,7 +216,7 @@ def test_same_partition_as_switchyard_submit(env, java):
 def test_without_registry(env, java):
     java.submit(env, "java-single-1", registry=False)
     assert request_record(env, "java-single-1").value()[:2] == b"\xc3\x01"
-    st = wait_status(env, "java-single-1", "RESOLVED")
+    st = env.wait_status("java-single-1", "RESOLVED")
     assert st["cluster"] == "dr1" and st["command"] == "spark", st
     (rj,) = routed(env, "java-single-1")
     assert rj["request"]["arguments"] == ["s3://bucket/jobs/aggregate.py", "--date", "2024-05-01"]

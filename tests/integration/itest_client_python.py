@@ -83,22 +83,9 @@ def routed(env, registry, job_id, timeout=30):
     return de(mine[0].value(), SerializationContext(topic, MessageField.VALUE))
 
 
-def wait_status(env, job_id, want, timeout=30):
-    deadline = time.time() + timeout
-    last = None
-    while time.time() < deadline:
-        r = env.cli("status", "--json", job_id, check=False)
-        if r.returncode == 0:
-            last = json.loads(r.stdout)
-            if last["status"] == want:
-                return last
-        time.sleep(0.3)
-    raise AssertionError(f"{job_id}: status {last} after {timeout}s, wanted {want}")
-
-
 def test_python_record_is_routed(env, registry, serializer, producer):
     sent, _ = python_submit(env, serializer, producer, "py-job-1")
-    st = wait_status(env, "py-job-1", "RESOLVED")
+    st = env.wait_status("py-job-1", "RESOLVED")
     assert st["cluster"] == "local1" and st["command"] == "echo", st
     assert "criterion #2" in st["message"], st   # the fallback criterion matched
     rj = routed(env, registry, "py-job-1")
@@ -138,7 +125,7 @@ def test_same_partition_so_duplicate(env, registry, serializer, producer):
         assert json.loads(r.stdout)["partition"] == p, (job_id, p, r.stdout)
     # so the router's duplicate guard sees the CLI's resubmission of a Python job: no 2nd run
     python_submit(env, serializer, producer, "py-job-3")
-    wait_status(env, "py-job-3", "RESOLVED")
+    env.wait_status("py-job-3", "RESOLVED")
     r = env.cli("submit", "--wait", "--wait-timeout", "5s", "--job-id", "py-job-3",
                 "--cluster-tags", "env:test", "--command-tags", "type:echo", check=False)
     err = r.stderr.decode()

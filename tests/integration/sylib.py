@@ -65,6 +65,19 @@ class Env:
                                  f"{r.stderr.decode(errors='replace')}")
         return r
 
+    def wait_status(self, job_id, want, timeout=30):
+        """`switchyard status --json` until the job's status is want; its JSON then."""
+        deadline = time.time() + timeout
+        last = None
+        while time.time() < deadline:
+            r = self.cli("status", "--json", job_id, check=False)
+            if r.returncode == 0:
+                last = json.loads(r.stdout)
+                if last["status"] == want:
+                    return last
+            time.sleep(0.3)
+        raise AssertionError(f"{job_id}: status {last} after {timeout}s, wanted {want}")
+
     def start(self, binary, *args, extra_env=None, log=None):
         env = dict(self.env)
         env.update(extra_env or {})
