@@ -149,7 +149,6 @@ struct sy_router {
     int st_idx[ST_COUNT], rj_idx[RJ_COUNT]; /* our fields' places in JobStatus / RoutedJob */
     size_t max_record;                      /* the producer's message.max.bytes */
     committer_t commit; /* at most one transaction commits while the next batch is routed */
-    bool txn_failed;    /* the last transaction failed (result kept in commit.result) */
     /* "<ns>.cluster.<name>" by cluster index in the registry snapshot of version
      * topics_version, made (and the topic ensured to exist) on first use */
     char **cluster_topics;
@@ -158,7 +157,7 @@ struct sy_router {
     long n_routed, n_invalid, n_duplicate, n_deadletter, n_batches, n_aborts;
 };
 
-static void committer_wait(sy_router_t *r);
+static bool committer_wait(sy_router_t *r);
 
 /* ---- the seen-set changelog ------------------------------------------------------------- */
 
@@ -850,20 +849,20 @@ static void *committer_main(void *arg)
     return NULL;
 }
 
-/* Waits until the transaction being committed (if any) is done; a failure is noted in
- * r->txn_failed for the main loop. Also called from the rebalance callback: partitions are
- * only given up once the offsets committed for them are final. */
-static void committer_wait(sy_router_t *r)
+/* Waits until the transaction being committed (if any) is done. True when the last one failed:
+ * its error stays in commit.result until recover() takes it. Also called from the rebalance
+ * callback: partitions are only given up once the offsets committed for them are final. */
+static bool committer_wait(sy_router_t *r)
 {
     committer_t *c = &r->commit;
     if (!c->started)
-        return;
+        return false;
     pthread_mutex_lock(&c->mu);
     while (c->busy)
         pthread_cond_wait(&c->cv, &c->mu);
-    if (c->result)
-        r->txn_failed = true;
+    bool failed = c->result != NULL;
     pthread_mutex_unlock(&c->mu);
+    return failed;
 }
 
 /* Hands the open transaction over to the committer, with the batch's offsets (taken). */
@@ -969,7 +968,6 @@ static sy_err_code_t recover(sy_router_t *r, bool txn_open, sy_err_t *err)
 {
     rd_kafka_error_t *e = r->commit.result;
     r->commit.result = NULL;
-    r->txn_failed = false;
     if (e && rd_kafka_error_is_fatal(e)) {
         sy_err_set(err, SY_ERR_KAFKA, false, "fatal transaction error: %s",
                    rd_kafka_error_string(e));
@@ -1031,8 +1029,7 @@ static sy_err_code_t run_batch(sy_router_t *r, batch_t *b, sy_err_t *err)
     sy_err_t perr = SY_ERR_INIT;
     long long t0 = sy_time_mono_ms();
     bool prepared = prepare_batch(r, b, &perr) == SY_OK;
-    committer_wait(r);
-    if (r->txn_failed) { /* the previous transaction: this batch comes again after the rewind */
+    if (committer_wait(r)) { /* the previous transaction: this batch comes again after the rewind */
         batch_reset(b);
         return recover(r, false, err);
     }
@@ -1088,8 +1085,7 @@ sy_err_code_t sy_router_run(sy_router_t *r, sy_err_t *err)
                 goto out;
         } else {
             /* idle: settle the last transaction now rather than with the next request */
-            committer_wait(r);
-            if (r->txn_failed && (rc = recover(r, false, err)) != SY_OK)
+            if (committer_wait(r) && (rc = recover(r, false, err)) != SY_OK)
                 goto out;
         }
         if (sy_time_mono_ms() - last_stats > 10000) {
@@ -1101,8 +1097,7 @@ sy_err_code_t sy_router_run(sy_router_t *r, sy_err_t *err)
             last_stats = sy_time_mono_ms();
         }
     }
-    committer_wait(r);
-    if (r->txn_failed)
+    if (committer_wait(r))
         rc = recover(r, false, err);
     sy_info("router", "stopping: routed %ld, invalid %ld, duplicate %ld, dead-lettered %ld",
             r->n_routed, r->n_invalid, r->n_duplicate, r->n_deadletter);
