@@ -69,6 +69,7 @@ typedef struct sbuf {
     uint8_t *data;
     size_t len, cap;
     bool oom;
+    bool borrowed; /* data is the caller's memory (cap bytes): growing moves it to the heap */
 } sbuf_t;
 
 static bool sb_grow(sbuf_t *b, size_t extra)
@@ -78,11 +79,14 @@ static bool sb_grow(sbuf_t *b, size_t extra)
     size_t cap = b->cap ? b->cap : 64;
     while (cap < b->len + extra)
         cap *= 2;
-    uint8_t *d = realloc(b->data, cap);
+    uint8_t *d = b->borrowed ? malloc(cap) : realloc(b->data, cap);
     if (!d) {
         b->oom = true;
         return false;
     }
+    if (b->borrowed && b->len)
+        memcpy(d, b->data, b->len);
+    b->borrowed = false;
     b->data = d;
     b->cap = cap;
     return true;
@@ -2941,12 +2945,13 @@ static int enc_fields(enc_t *e, const sy_codec_t *codec, const snode_t *root,
     return 0;
 }
 
-/* Frames and encodes a record of type from value, or from fields (one per top-level field). */
+/* Frames and encodes a record of type from value, or from fields (one per top-level field);
+ * into dst (cap bytes) when it fits, else into a new buffer. */
 static sy_err_code_t encode(sy_codec_t *codec, sy_type_t type, const char *topic,
                             avro_value_t *value, const sy_field_t *fields, size_t n_fields,
-                            void **buf, size_t *len, sy_err_t *err)
+                            void *dst, size_t cap, void **buf, size_t *len, sy_err_t *err)
 {
-    enc_t e = {0};
+    enc_t e = {.b = {.data = dst, .cap = dst ? cap : 0, .borrowed = dst != NULL}};
     sy_err_code_t rc = SY_OK;
     *buf = NULL;
     *len = 0;
@@ -2967,7 +2972,7 @@ static sy_err_code_t encode(sy_codec_t *codec, sy_type_t type, const char *topic
                           "<topic>-value)",
                           type_names[type]);
     size_t hint = atomic_load_explicit(&codec->size_hint[type], memory_order_relaxed);
-    if (!sb_reserve(&e.b, hint + 64))
+    if (!e.b.borrowed && !sb_reserve(&e.b, hint + 64)) /* the caller's dst is as large as it is */
         return sy_err_set(err, SY_ERR_NOMEM, false, "out of memory");
     if (codec->reg) {
         int32_t id;
@@ -2997,7 +3002,8 @@ static sy_err_code_t encode(sy_codec_t *codec, sy_type_t type, const char *topic
     *len = e.b.len;
     e.b.data = NULL; /* now owned by the caller */
 out:
-    free(e.b.data);
+    if (!e.b.borrowed)
+        free(e.b.data);
     return rc;
 }
 
@@ -3006,7 +3012,7 @@ sy_err_code_t sy_codec_encode(sy_codec_t *codec, sy_type_t type, const char *top
 {
     if (!value)
         return sy_err_set(err, SY_ERR_INVALID_ARG, false, "no value to encode");
-    return encode(codec, type, topic, value, NULL, 0, buf, len, err);
+    return encode(codec, type, topic, value, NULL, 0, NULL, 0, buf, len, err);
 }
 
 int sy_codec_field_index(const sy_codec_t *codec, sy_type_t type, const char *name)
@@ -3029,7 +3035,14 @@ sy_err_code_t sy_codec_encode_fields(sy_codec_t *codec, sy_type_t type, const ch
                                      const sy_field_t *fields, size_t n_fields, void **buf,
                                      size_t *len, sy_err_t *err)
 {
-    return encode(codec, type, topic, NULL, fields, n_fields, buf, len, err);
+    return encode(codec, type, topic, NULL, fields, n_fields, NULL, 0, buf, len, err);
+}
+
+sy_err_code_t sy_codec_encode_fields_into(sy_codec_t *codec, sy_type_t type, const char *topic,
+                                          const sy_field_t *fields, size_t n_fields, void *dst,
+                                          size_t cap, void **buf, size_t *len, sy_err_t *err)
+{
+    return encode(codec, type, topic, NULL, fields, n_fields, dst, cap, buf, len, err);
 }
 
 /* ---- Decode ---- */

@@ -181,6 +181,12 @@ size_t sy_codec_field_count(const sy_codec_t *codec, sy_type_t type);
 sy_err_code_t sy_codec_encode_fields(sy_codec_t *codec, sy_type_t type, const char *topic,
                                      const sy_field_t *fields, size_t n_fields, void **buf,
                                      size_t *len, sy_err_t *err);
+/* As sy_codec_encode_fields, written into the caller's dst (cap bytes) when the record fits
+ * there: then *buf is dst. A larger record goes into a new buffer as there (*buf != dst; the
+ * caller frees it). Nothing is written past dst + cap. */
+sy_err_code_t sy_codec_encode_fields_into(sy_codec_t *codec, sy_type_t type, const char *topic,
+                                          const sy_field_t *fields, size_t n_fields, void *dst,
+                                          size_t cap, void **buf, size_t *len, sy_err_t *err);
 
 /* As sy_codec_decode, for a record of any of our types: the type comes from the writer schema's
  * record name. On success *type is set and *out is a new value (caller decrefs); on failure

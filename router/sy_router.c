@@ -30,47 +30,67 @@
 #define RECORD_OVERHEAD 128
 
 /* One output record of a batch, made before the batch's transaction opens and produced into it
- * then (while the previous transaction commits, the next batch is routed). */
+ * then by the committer thread (while the main thread routes the next batch). */
 typedef struct out_rec {
-    const char *topic; /* r->t_* or a copy in the batch arena */
+    const char *topic; /* r->t_* or a cached cluster topic name */
     int32_t partition; /* RD_KAFKA_PARTITION_UA, or the changelog's partition */
     const char *key;   /* in the batch arena */
-    void *val;         /* malloc'd, handed to librdkafka; or in the arena when copy */
+    const void *val;   /* in the batch arena: librdkafka is given it without a copy */
     size_t len;
-    bool copy;
     const rd_kafka_message_t *dead; /* dead-letter this input message (why: its reason) */
     sy_err_t *why;
 } out_rec_t;
 
-/* Bump allocator for a batch's small strings (keys, topic names), reset after each batch. */
+/* Bump allocator for what a batch writes (keys, encoded records, changelog entries). librdkafka
+ * refers to the records until the batch's transaction has committed or aborted, so a batch is
+ * only reset after that; its chunks are then kept for the next batch. */
 typedef struct arena_chunk {
     struct arena_chunk *next;
     size_t used, cap;
     char data[];
 } arena_chunk_t;
+#define ARENA_CHUNK (1u << 20)
+#define ARENA_KEEP  16    /* chunks a batch keeps for the next one */
+#define ENCODE_ROOM 16384 /* free space a record is encoded into; a larger one is copied in */
+
+/* A job id routed in the batch, for the changelog of the duplicate guard. */
+typedef struct routed_id {
+    int32_t partition;
+    int64_t offset;
+    const char *id; /* in the arena */
+    size_t len;
+} routed_id_t;
 
 typedef struct batch {
     rd_kafka_message_t **msgs;
     int n;
     out_rec_t *recs;
     size_t n_recs, cap_recs;
-    arena_chunk_t *arena;
+    routed_id_t *ids;
+    size_t n_ids, cap_ids;
+    arena_chunk_t *arena, *spare; /* in use (the first one is being filled), kept */
     rd_kafka_topic_partition_list_t *offsets;
 } batch_t;
 
-/* The thread that sends a transaction's offsets and commits it, while the main thread routes
- * the next batch. */
+/* What became of the last batch the committer took. */
+typedef struct commit_result {
+    bool failed;
+    bool txn_open; /* failed with a transaction open: it must be aborted */
+    bool fatal;    /* the producer cannot go on */
+    sy_err_t err;
+} commit_result_t;
+
+/* The thread that produces a batch's records in a transaction of its own and commits it with
+ * the batch's offsets, while the main thread routes the next batch. */
 typedef struct committer {
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t cv;
     bool started, busy, quit;
-    rd_kafka_t *producer;
-    rd_kafka_topic_partition_list_t *offsets; /* owned while busy */
+    sy_router_t *r;
+    batch_t *batch; /* the batch in hand while busy (the main thread does not touch it) */
     rd_kafka_consumer_group_metadata_t *cgmd;
-    rd_kafka_error_t *result; /* of the last commit; NULL = committed */
-    int n;                    /* requests in it, for the log */
-    long long t_produced;
+    commit_result_t result; /* of the last batch */
 } committer_t;
 
 /* The fields of the records the router writes (sy_codec_encode_fields): every field of the
@@ -149,6 +169,7 @@ struct sy_router {
     int st_idx[ST_COUNT], rj_idx[RJ_COUNT]; /* our fields' places in JobStatus / RoutedJob */
     size_t max_record;                      /* the producer's message.max.bytes */
     committer_t commit; /* at most one transaction commits while the next batch is routed */
+    batch_t batches[2]; /* routed by the main thread, committed by the committer, in turn */
     /* "<ns>.cluster.<name>" by cluster index in the registry snapshot of version
      * topics_version, made (and the topic ensured to exist) on first use */
     char **cluster_topics;
@@ -160,6 +181,27 @@ struct sy_router {
 static bool committer_wait(sy_router_t *r);
 
 /* ---- the seen-set changelog ------------------------------------------------------------- */
+
+/* <ns>.router.seen holds, per batch and requests partition, a record keyed "@<offset>" (the
+ * requests offset of its first id; '@' is not allowed in a job id) whose value is the job ids
+ * routed, one per line. Each record is under ROUTED_LIST_MAX bytes. Records keyed by a job id
+ * itself (value: the cluster; empty: forget the id) are read too. */
+#define ROUTED_LIST_MAX (256u << 10)
+
+/* Adds the ids of a changelog record's value (one per line); returns how many were new. */
+static long seen_add_list(sy_seen_t *s, const char *list, size_t len)
+{
+    long n = 0;
+    const char *end = list ? list + len : NULL;
+    while (list && list < end) {
+        const char *nl = memchr(list, '\n', (size_t)(end - list));
+        size_t l = (size_t)((nl ? nl : end) - list);
+        if (l)
+            n += sy_seen_add(s, list, l);
+        list += l + 1;
+    }
+    return n;
+}
 
 /* Rebuilds the seen set of one requests partition from <ns>.router.seen (same partition
  * number), reading committed records up to the end. */
@@ -198,9 +240,10 @@ static sy_err_code_t restore_seen(sy_router_t *r, int32_t partition, sy_err_t *e
         if (m->err) {
             sy_warn("router", "restoring %s[%d]: %s", r->t_seen, partition,
                     rd_kafka_message_errstr(m));
-        } else if (m->key && m->key_len) {
-            if (m->len) /* an empty value is a tombstone: forget the id */
-                n += sy_seen_add(s, m->key, m->key_len);
+        } else if (m->key_len && *(const char *)m->key == '@') {
+            n += seen_add_list(s, m->payload, m->len);
+        } else if (m->key_len && m->len) { /* one id per record: earlier routers */
+            n += sy_seen_add(s, m->key, m->key_len);
         }
         rd_kafka_message_destroy(m);
     }
@@ -252,26 +295,23 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 
 /* ---- producing ---------------------------------------------------------------------------- */
 
-/* Produces one record into the open transaction. flags: RD_KAFKA_MSG_F_COPY, or
- * RD_KAFKA_MSG_F_FREE to hand val (malloc'd) over to librdkafka — on failure too: it is freed
- * here then. A full producer queue (a batch makes four records per request) is waited out while
- * librdkafka delivers. */
+/* Produces one record into the open transaction. val is not copied (nor freed) by librdkafka:
+ * it must stay until the transaction has committed or aborted. A full producer queue (a batch
+ * makes three records per request) is waited out while librdkafka delivers. */
 static sy_err_code_t produce(sy_router_t *r, const char *topic, int32_t partition, const char *key,
-                             void *val, size_t len, int flags, sy_err_t *err)
+                             const void *val, size_t len, sy_err_t *err)
 {
     rd_kafka_resp_err_t e;
     for (;;) {
         e = rd_kafka_producev(r->producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
                               RD_KAFKA_V_KEY(key, key ? strlen(key) : 0),
-                              RD_KAFKA_V_VALUE(val, len), RD_KAFKA_V_MSGFLAGS(flags),
+                              RD_KAFKA_V_VALUE((void *)val, len), RD_KAFKA_V_MSGFLAGS(0),
                               RD_KAFKA_V_END);
         if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL || sy_signal_stop_requested())
             break;
         rd_kafka_poll(r->producer, 10);
     }
     if (e) {
-        if (flags & RD_KAFKA_MSG_F_FREE)
-            free(val);
         if (e == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE) /* no retry makes it fit */
             return sy_err_set(err, SY_ERR_TOO_LARGE, false,
                               "produce to %s: %zu bytes, over the producer's message.max.bytes",
@@ -283,68 +323,143 @@ static sy_err_code_t produce(sy_router_t *r, const char *topic, int32_t partitio
 
 /* ---- a batch's records ------------------------------------------------------------------- */
 
-static char *arena_dup(batch_t *b, const char *str, size_t n)
+static arena_chunk_t *chunk_new(batch_t *b, size_t need)
 {
-    arena_chunk_t *c = b->arena;
-    if (!c || c->cap - c->used < n + 1) {
-        size_t cap = n + 1 > 65536 ? n + 1 : 65536;
+    arena_chunk_t *c;
+    if (need <= ARENA_CHUNK && b->spare) {
+        c = b->spare;
+        b->spare = c->next;
+    } else {
+        size_t cap = need > ARENA_CHUNK ? need : ARENA_CHUNK;
         if (!(c = malloc(sizeof(*c) + cap)))
             return NULL;
-        c->next = b->arena;
-        c->used = 0;
         c->cap = cap;
+    }
+    c->used = 0;
+    return c;
+}
+
+/* n bytes of the batch's arena. A block larger than a quarter chunk gets a chunk of its own,
+ * behind the one being filled. */
+static void *arena_alloc(batch_t *b, size_t n)
+{
+    arena_chunk_t *c = b->arena;
+    if (n > ARENA_CHUNK / 4 && c) {
+        arena_chunk_t *own = chunk_new(b, n);
+        if (!own)
+            return NULL;
+        own->used = n;
+        own->next = c->next;
+        c->next = own;
+        return own->data;
+    }
+    if (!c || c->cap - c->used < n) {
+        if (!(c = chunk_new(b, n)))
+            return NULL;
+        c->next = b->arena;
         b->arena = c;
     }
-    char *d = c->data + c->used;
-    memcpy(d, str, n);
-    d[n] = 0;
-    c->used += n + 1;
+    void *d = c->data + c->used;
+    c->used += n;
     return d;
 }
 
-/* Appends a record; val (malloc'd unless copy) belongs to the batch from here on, also when
- * this fails. */
+static char *arena_dup(batch_t *b, const void *data, size_t n)
+{
+    char *d = arena_alloc(b, n + 1);
+    if (d) {
+        memcpy(d, data, n);
+        d[n] = 0;
+    }
+    return d;
+}
+
+/* Encodes a type record from fields into the batch's arena (*val, *len). */
+static sy_err_code_t arena_encode(sy_router_t *r, batch_t *b, sy_type_t type, const char *topic,
+                                  const sy_field_t *fields, size_t n_fields, const void **val,
+                                  size_t *len, sy_err_t *err)
+{
+    arena_chunk_t *c = b->arena;
+    if (!c || c->cap - c->used < ENCODE_ROOM) {
+        if (!arena_alloc(b, ENCODE_ROOM)) /* a fresh chunk; given back below */
+            return sy_err_set(err, SY_ERR_NOMEM, true, "out of memory");
+        c = b->arena;
+        c->used -= ENCODE_ROOM;
+    }
+    void *dst = c->data + c->used, *buf = NULL;
+    if (sy_codec_encode_fields_into(r->codec, type, topic, fields, n_fields, dst, c->cap - c->used,
+                                    &buf, len, err) != SY_OK)
+        return err->code;
+    if (buf == dst) {
+        c->used += *len;
+        *val = dst;
+        return SY_OK;
+    }
+    *val = arena_dup(b, buf, *len); /* larger than the free space */
+    free(buf);
+    return *val ? SY_OK : sy_err_set(err, SY_ERR_NOMEM, true, "out of memory");
+}
+
+/* Appends a record (val in the arena, or NULL). */
 static sy_err_code_t add_rec(batch_t *b, const char *topic, int32_t partition, const char *key,
-                             void *val, size_t len, bool copy, sy_err_t *err)
+                             const void *val, size_t len, sy_err_t *err)
 {
     if (b->n_recs == b->cap_recs) {
         size_t cap = b->cap_recs ? b->cap_recs * 2 : 1024;
         out_rec_t *recs = realloc(b->recs, cap * sizeof(*recs));
-        if (!recs) {
-            if (!copy)
-                free(val);
+        if (!recs)
             return sy_err_set(err, SY_ERR_NOMEM, true, "out of memory");
-        }
         b->recs = recs;
         b->cap_recs = cap;
     }
-    b->recs[b->n_recs++] = (out_rec_t){
-        .topic = topic, .partition = partition, .key = key, .val = val, .len = len, .copy = copy};
+    b->recs[b->n_recs++] =
+        (out_rec_t){.topic = topic, .partition = partition, .key = key, .val = val, .len = len};
     return SY_OK;
 }
 
-/* Frees what the batch still owns (records not handed to librdkafka, input messages, strings)
- * and empties it for the next one. */
+/* Notes a routed job id (in the arena) for the duplicate guard's changelog. */
+static sy_err_code_t add_routed_id(batch_t *b, const rd_kafka_message_t *m, const char *id,
+                                   size_t len, sy_err_t *err)
+{
+    if (b->n_ids == b->cap_ids) {
+        size_t cap = b->cap_ids ? b->cap_ids * 2 : 1024;
+        routed_id_t *ids = realloc(b->ids, cap * sizeof(*ids));
+        if (!ids)
+            return sy_err_set(err, SY_ERR_NOMEM, true, "out of memory");
+        b->ids = ids;
+        b->cap_ids = cap;
+    }
+    b->ids[b->n_ids++] =
+        (routed_id_t){.partition = m->partition, .offset = m->offset, .id = id, .len = len};
+    return SY_OK;
+}
+
+/* Frees what the batch still holds (input messages, reasons) and empties it for the next one,
+ * keeping up to ARENA_KEEP chunks. Only once librdkafka is done with its records: after its
+ * transaction committed or aborted. */
 static void batch_reset(batch_t *b)
 {
-    for (size_t i = 0; i < b->n_recs; i++) {
-        if (!b->recs[i].copy)
-            free(b->recs[i].val);
+    for (size_t i = 0; i < b->n_recs; i++)
         free(b->recs[i].why);
-    }
     b->n_recs = 0;
+    b->n_ids = 0;
     for (int i = 0; i < b->n; i++)
         rd_kafka_message_destroy(b->msgs[i]);
     b->n = 0;
-    arena_chunk_t *c = b->arena;
-    while (c && c->next) { /* keep one chunk for the next batch */
-        arena_chunk_t *next = c->next;
-        free(c);
-        c = next;
+    int kept = 0;
+    for (arena_chunk_t *c = b->spare; c; c = c->next)
+        kept++;
+    while (b->arena) {
+        arena_chunk_t *c = b->arena;
+        b->arena = c->next;
+        if (c->cap == ARENA_CHUNK && kept < ARENA_KEEP) {
+            c->next = b->spare;
+            b->spare = c;
+            kept++;
+        } else {
+            free(c);
+        }
     }
-    if (c)
-        c->used = 0;
-    b->arena = c;
     if (b->offsets) {
         rd_kafka_topic_partition_list_destroy(b->offsets);
         b->offsets = NULL;
@@ -354,9 +469,53 @@ static void batch_reset(batch_t *b)
 static void batch_free(batch_t *b)
 {
     batch_reset(b);
-    free(b->arena);
+    while (b->spare) {
+        arena_chunk_t *c = b->spare;
+        b->spare = c->next;
+        free(c);
+    }
     free(b->recs);
+    free(b->ids);
     free(b->msgs);
+}
+
+static int routed_id_cmp(const void *a, const void *b)
+{
+    const routed_id_t *x = a, *y = b;
+    if (x->partition != y->partition)
+        return x->partition < y->partition ? -1 : 1;
+    return x->offset < y->offset ? -1 : x->offset > y->offset;
+}
+
+/* The batch's routed ids to <ns>.router.seen: per requests partition, records keyed "@<offset
+ * of the first id>" listing the ids one per line, each under ROUTED_LIST_MAX bytes. */
+static sy_err_code_t add_changelog(sy_router_t *r, batch_t *b, sy_err_t *err)
+{
+    size_t limit = r->max_record > 2 * RECORD_OVERHEAD + 64 ? r->max_record - 2 * RECORD_OVERHEAD
+                                                            : 64; /* job ids are <= 128 bytes */
+    if (limit > ROUTED_LIST_MAX)
+        limit = ROUTED_LIST_MAX;
+    qsort(b->ids, b->n_ids, sizeof(*b->ids), routed_id_cmp);
+    for (size_t i = 0; i < b->n_ids;) {
+        size_t j = i, size = 0;
+        while (j < b->n_ids && b->ids[j].partition == b->ids[i].partition &&
+               (j == i || size + b->ids[j].len + 1 <= limit))
+            size += b->ids[j++].len + 1;
+        char key[32];
+        snprintf(key, sizeof(key), "@%lld", (long long)b->ids[i].offset);
+        char *k = arena_dup(b, key, strlen(key)), *v = arena_alloc(b, size), *p = v;
+        if (!k || !v)
+            return sy_err_set(err, SY_ERR_NOMEM, true, "out of memory");
+        for (size_t x = i; x < j; x++) {
+            memcpy(p, b->ids[x].id, b->ids[x].len);
+            p += b->ids[x].len;
+            *p++ = '\n';
+        }
+        if (add_rec(b, r->t_seen, b->ids[i].partition, k, v, size - 1, err) != SY_OK)
+            return err->code;
+        i = j;
+    }
+    return SY_OK;
 }
 
 /* Finds our fields in type's current schema; every field of it must be one we write. */
@@ -398,12 +557,11 @@ static sy_err_code_t emit_status(sy_router_t *r, batch_t *b, const char *job_id,
     f[x[ST_FAILURE_REASON]] = f_str(NULL);
     f[x[ST_LOG_URI]] = f_str(NULL);
     f[x[ST_EMITTER]] = f_str(r->instance);
-    void *buf = NULL;
+    const void *val = NULL;
     size_t len = 0;
-    if (sy_codec_encode_fields(r->codec, SY_TYPE_JOB_STATUS, r->t_status, f, ST_COUNT, &buf, &len,
-                               err) != SY_OK)
+    if (arena_encode(r, b, SY_TYPE_JOB_STATUS, r->t_status, f, ST_COUNT, &val, &len, err) != SY_OK)
         return err->code;
-    return add_rec(b, r->t_status, RD_KAFKA_PARTITION_UA, job_id, buf, len, false, err);
+    return add_rec(b, r->t_status, RD_KAFKA_PARTITION_UA, job_id, val, len, err);
 }
 
 /* Marks input message m for <ns>.deadletter (produced with the batch; see deadletter()). */
@@ -414,12 +572,15 @@ static sy_err_code_t add_deadletter(sy_router_t *r, batch_t *b, const rd_kafka_m
     if (!copy)
         return sy_err_set(err, SY_ERR_NOMEM, true, "out of memory");
     *copy = *why;
-    if (add_rec(b, r->t_deadletter, RD_KAFKA_PARTITION_UA, NULL, NULL, 0, true, err) != SY_OK) {
+    if (add_rec(b, r->t_deadletter, RD_KAFKA_PARTITION_UA, NULL, NULL, 0, err) != SY_OK) {
         free(copy);
         return err->code;
     }
     b->recs[b->n_recs - 1].dead = m;
     b->recs[b->n_recs - 1].why = copy;
+    sy_warn("router", "dead-lettered %s[%d]@%lld: %s", rd_kafka_topic_name(m->rkt), m->partition,
+            (long long)m->offset, why->msg);
+    r->n_deadletter++;
     return SY_OK;
 }
 
@@ -436,9 +597,6 @@ static sy_err_code_t deadletter(sy_router_t *r, const rd_kafka_message_t *m, con
     snprintf(part, sizeof(part), "%d", m->partition);
     snprintf(off, sizeof(off), "%lld", (long long)m->offset);
     snprintf(omitted, sizeof(omitted), "%zu", m->len);
-    sy_warn("router", "dead-lettered %s[%d]@%lld: %s", rd_kafka_topic_name(m->rkt), m->partition,
-            (long long)m->offset, why->msg);
-    r->n_deadletter++;
     rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR_NO_ERROR;
     for (int level = 0; level < 3; level++) { /* 0: as is, 1: no value, 2: nor its headers */
         rd_kafka_headers_t *orig = NULL, *h;
@@ -607,7 +765,8 @@ static sy_err_code_t encode_routed(sy_router_t *r, batch_t *b, const char *topic
     if (!backend_spec)
         return sy_err_set(err, SY_ERR_INTERNAL, false, "command %s has no spec for %s",
                           res->command->name, res->cluster->backend_kind);
-    void *again = NULL, *buf = NULL;
+    void *again = NULL;
+    const void *val = NULL;
     if (!body) { /* written with another version of the schema */
         size_t n = 0;
         sy_codec_frame_t frame;
@@ -637,12 +796,11 @@ static sy_err_code_t encode_routed(sy_router_t *r, batch_t *b, const char *topic
     f[x[RJ_ATTEMPT]] = f_long(1);
     f[x[RJ_RATIONALE]] = f_str(res->rationale);
     f[x[RJ_ROUTED_AT]] = f_long(now);
-    sy_err_code_t rc =
-        sy_codec_encode_fields(r->codec, SY_TYPE_ROUTED_JOB, topic, f, RJ_COUNT, &buf, len, err);
+    sy_err_code_t rc = arena_encode(r, b, SY_TYPE_ROUTED_JOB, topic, f, RJ_COUNT, &val, len, err);
     free(again);
     if (rc != SY_OK)
         return rc;
-    return add_rec(b, topic, RD_KAFKA_PARTITION_UA, job_id, buf, *len, false, err);
+    return add_rec(b, topic, RD_KAFKA_PARTITION_UA, job_id, val, *len, err);
 }
 
 /* Validates the decoded request in r->req; on failure fills why (the INVALID reason). */
@@ -748,15 +906,12 @@ static sy_err_code_t route_one(sy_router_t *r, batch_t *b, const sy_registry_sna
     const char *topic = cluster_topic(r, snap, res.cluster, err);
     if (!topic)
         return err->code;
-    const char *cluster = arena_dup(b, res.cluster->name, strlen(res.cluster->name));
-    if (!cluster)
-        return sy_err_set(err, SY_ERR_NOMEM, true, "out of memory");
     size_t len = 0;
     if (encode_routed(r, b, topic, job_id, &res, body, body_len, now, &len, err) != SY_OK)
         return err->code;
     if (len + id_len + RECORD_OVERHEAD > r->max_record) {
         /* the request fits a message, the request plus the routing data does not */
-        free(b->recs[--b->n_recs].val);
+        b->n_recs--; /* its bytes stay in the arena until the batch is reset */
         sy_err_set(&why, SY_ERR_TOO_LARGE, false,
                    "request too large to route: the RoutedJob would be %zu bytes, over the "
                    "producer's message.max.bytes %zu (make arguments, environment or metadata "
@@ -766,8 +921,7 @@ static sy_err_code_t route_one(sy_router_t *r, batch_t *b, const sy_registry_sna
         sy_info("router", "job %s: INVALID: %s", job_id, why.msg);
         return emit_status(r, b, job_id, "INVALID", 2, NULL, NULL, why.msg, submitted_at, now, err);
     }
-    if (add_rec(b, r->t_seen, m->partition, job_id, (void *)cluster, strlen(cluster), true, err) !=
-            SY_OK ||
+    if (add_routed_id(b, m, job_id, id_len, err) != SY_OK ||
         emit_status(r, b, job_id, "RESOLVED", 2, res.cluster->name, res.command->name,
                     res.rationale, submitted_at, now, err) != SY_OK)
         return err->code;
@@ -816,6 +970,61 @@ static void rewind_and_restore(sy_router_t *r)
 
 /* ---- the committer thread ---------------------------------------------------------------- */
 
+/* Produces the batch's records into the open transaction. */
+static sy_err_code_t produce_batch(sy_router_t *r, batch_t *b, sy_err_t *err)
+{
+    for (size_t i = 0; i < b->n_recs; i++) {
+        out_rec_t *o = &b->recs[i];
+        sy_err_code_t rc = o->dead
+                               ? deadletter(r, o->dead, o->why, err)
+                               : produce(r, o->topic, o->partition, o->key, o->val, o->len, err);
+        if (rc != SY_OK)
+            return rc;
+    }
+    return SY_OK;
+}
+
+static void fail_with(commit_result_t *res, rd_kafka_error_t *e, const char *what, bool txn_open)
+{
+    res->failed = true;
+    res->txn_open = txn_open;
+    res->fatal = rd_kafka_error_is_fatal(e);
+    sy_err_set(&res->err, SY_ERR_KAFKA, false, "%s: %s", what, rd_kafka_error_string(e));
+    rd_kafka_error_destroy(e);
+}
+
+/* One batch: a transaction opened, its records produced, its offsets sent, committed. */
+static commit_result_t commit_batch(committer_t *c)
+{
+    sy_router_t *r = c->r;
+    batch_t *b = c->batch;
+    commit_result_t res = {.err = SY_ERR_INIT};
+    long long t0 = sy_time_mono_ms();
+    rd_kafka_error_t *e = rd_kafka_begin_transaction(r->producer);
+    if (e) {
+        fail_with(&res, e, "begin_transaction", false);
+        return res;
+    }
+    if (produce_batch(r, b, &res.err) != SY_OK) {
+        res.failed = res.txn_open = true;
+        res.fatal = rd_kafka_fatal_error(r->producer, NULL, 0) != RD_KAFKA_RESP_ERR_NO_ERROR;
+        return res;
+    }
+    long long t1 = sy_time_mono_ms();
+    e = rd_kafka_send_offsets_to_transaction(r->producer, b->offsets, c->cgmd, -1);
+    if (e) {
+        fail_with(&res, e, "send_offsets_to_transaction", true);
+        return res;
+    }
+    if ((e = rd_kafka_commit_transaction(r->producer, -1))) {
+        fail_with(&res, e, "commit_transaction", true);
+        return res;
+    }
+    sy_debug("router", "transaction of %d request(s): produced in %lld ms, committed in %lld ms",
+             b->n, t1 - t0, sy_time_mono_ms() - t1);
+    return res;
+}
+
 static void *committer_main(void *arg)
 {
     committer_t *c = arg;
@@ -826,22 +1035,12 @@ static void *committer_main(void *arg)
         if (!c->busy)
             break;
         pthread_mutex_unlock(&c->mu);
-        long long t0 = sy_time_mono_ms();
-        rd_kafka_error_t *e =
-            rd_kafka_send_offsets_to_transaction(c->producer, c->offsets, c->cgmd, -1);
-        if (!e)
-            e = rd_kafka_commit_transaction(c->producer, -1);
-        if (!e)
-            sy_debug("router",
-                     "transaction of %d request(s): produced in %lld ms, committed in "
-                     "%lld ms",
-                     c->n, c->t_produced, sy_time_mono_ms() - t0);
+        commit_result_t res = commit_batch(c);
         pthread_mutex_lock(&c->mu);
-        rd_kafka_topic_partition_list_destroy(c->offsets);
         rd_kafka_consumer_group_metadata_destroy(c->cgmd);
-        c->offsets = NULL;
         c->cgmd = NULL;
-        c->result = e;
+        c->batch = NULL;
+        c->result = res;
         c->busy = false;
         pthread_cond_broadcast(&c->cv);
     }
@@ -849,8 +1048,8 @@ static void *committer_main(void *arg)
     return NULL;
 }
 
-/* Waits until the transaction being committed (if any) is done. True when the last one failed:
- * its error stays in commit.result until recover() takes it. Also called from the rebalance
+/* Waits until the batch in the committer's hands (if any) is done. True when it failed: the
+ * failure stays in commit.result until recover() takes it. Also called from the rebalance
  * callback: partitions are only given up once the offsets committed for them are final. */
 static bool committer_wait(sy_router_t *r)
 {
@@ -860,21 +1059,18 @@ static bool committer_wait(sy_router_t *r)
     pthread_mutex_lock(&c->mu);
     while (c->busy)
         pthread_cond_wait(&c->cv, &c->mu);
-    bool failed = c->result != NULL;
+    bool failed = c->result.failed;
     pthread_mutex_unlock(&c->mu);
     return failed;
 }
 
-/* Hands the open transaction over to the committer, with the batch's offsets (taken). */
-static void committer_start(sy_router_t *r, batch_t *b, long long t_produced)
+/* Hands batch b (routed, with its offsets) over to the committer. */
+static void committer_start(sy_router_t *r, batch_t *b)
 {
     committer_t *c = &r->commit;
     pthread_mutex_lock(&c->mu);
-    c->offsets = b->offsets;
-    b->offsets = NULL;
+    c->batch = b;
     c->cgmd = rd_kafka_consumer_group_metadata(r->consumer);
-    c->n = b->n;
-    c->t_produced = t_produced;
     c->busy = true;
     pthread_cond_broadcast(&c->cv);
     pthread_mutex_unlock(&c->mu);
@@ -883,7 +1079,7 @@ static void committer_start(sy_router_t *r, batch_t *b, long long t_produced)
 static sy_err_code_t committer_init(sy_router_t *r, sy_err_t *err)
 {
     committer_t *c = &r->commit;
-    c->producer = r->producer;
+    c->r = r;
     pthread_mutex_init(&c->mu, NULL);
     pthread_cond_init(&c->cv, NULL);
     if (pthread_create(&c->thread, NULL, committer_main, c) != 0) {
@@ -905,8 +1101,6 @@ static void committer_stop(sy_router_t *r)
     pthread_cond_broadcast(&c->cv);
     pthread_mutex_unlock(&c->mu);
     pthread_join(c->thread, NULL);
-    if (c->result)
-        rd_kafka_error_destroy(c->result);
     pthread_cond_destroy(&c->cv);
     pthread_mutex_destroy(&c->mu);
     c->started = false;
@@ -915,7 +1109,7 @@ static void committer_stop(sy_router_t *r)
 /* ---- the transaction loop ------------------------------------------------------------------ */
 
 /* Routes the batch's messages into its records and notes the offsets to commit with them.
- * Nothing is produced yet: this runs while the previous transaction commits. */
+ * Nothing is produced yet: this runs while the committer has the previous batch. */
 static sy_err_code_t prepare_batch(sy_router_t *r, batch_t *b, sy_err_t *err)
 {
     sy_err_code_t rc = SY_OK;
@@ -933,55 +1127,25 @@ static sy_err_code_t prepare_batch(sy_router_t *r, batch_t *b, sy_err_t *err)
         p->offset = m->offset + 1;
     }
     sy_regcache_release(r->reg, snap);
-    return rc;
-}
-
-/* Opens a transaction and produces the batch's records into it. */
-static sy_err_code_t produce_batch(sy_router_t *r, batch_t *b, sy_err_t *err)
-{
-    rd_kafka_error_t *e = rd_kafka_begin_transaction(r->producer);
-    if (e) {
-        sy_err_set(err, SY_ERR_KAFKA, false, "begin_transaction: %s", rd_kafka_error_string(e));
-        rd_kafka_error_destroy(e);
-        return SY_ERR_KAFKA;
-    }
-    for (size_t i = 0; i < b->n_recs; i++) {
-        out_rec_t *o = &b->recs[i];
-        sy_err_code_t rc;
-        if (o->dead) {
-            rc = deadletter(r, o->dead, o->why, err);
-        } else {
-            rc = produce(r, o->topic, o->partition, o->key, o->val, o->len,
-                         o->copy ? RD_KAFKA_MSG_F_COPY : RD_KAFKA_MSG_F_FREE, err);
-            if (!o->copy)
-                o->val = NULL; /* librdkafka's now, or freed by produce() */
-        }
-        if (rc != SY_OK)
-            return rc;
-    }
-    return SY_OK;
+    return rc == SY_OK ? add_changelog(r, b, err) : rc;
 }
 
 /* After a failed batch or transaction: abort what is open, back to the committed offsets and
  * the committed seen sets. Returns non-OK only when that is impossible (a fatal error). */
-static sy_err_code_t recover(sy_router_t *r, bool txn_open, sy_err_t *err)
+static sy_err_code_t recover(sy_router_t *r, sy_err_t *err)
 {
-    rd_kafka_error_t *e = r->commit.result;
-    r->commit.result = NULL;
-    if (e && rd_kafka_error_is_fatal(e)) {
-        sy_err_set(err, SY_ERR_KAFKA, false, "fatal transaction error: %s",
-                   rd_kafka_error_string(e));
-        rd_kafka_error_destroy(e);
-        return SY_ERR_KAFKA;
-    }
-    if (e) {
-        sy_warn("router", "transaction failed (%s); aborting and retrying the batch",
-                rd_kafka_error_string(e));
-        rd_kafka_error_destroy(e);
-        txn_open = true;
+    commit_result_t *res = &r->commit.result;
+    bool txn_open = res->failed && res->txn_open;
+    if (res->failed) {
+        res->failed = false;
+        if (res->fatal)
+            return sy_err_set(err, SY_ERR_KAFKA, false, "fatal transaction error: %s",
+                              res->err.msg);
+        sy_warn("router", "transaction failed (%s); %s", res->err.msg,
+                txn_open ? "aborting and retrying the batch" : "retrying the batch");
     }
     if (txn_open) {
-        e = rd_kafka_abort_transaction(r->producer, -1);
+        rd_kafka_error_t *e = rd_kafka_abort_transaction(r->producer, -1);
         if (e) {
             sy_err_set(err, SY_ERR_KAFKA, false, "abort_transaction: %s", rd_kafka_error_string(e));
             rd_kafka_error_destroy(e);
@@ -991,6 +1155,18 @@ static sy_err_code_t recover(sy_router_t *r, bool txn_open, sy_err_t *err)
     r->n_aborts++;
     rewind_and_restore(r);
     return SY_OK;
+}
+
+/* Waits for the committer's batch, other (the batch it had, if any): then recovers from its
+ * failure, and empties it once librdkafka is done with its records. */
+static sy_err_code_t settle(sy_router_t *r, batch_t *other, bool *failed, sy_err_t *err)
+{
+    sy_err_code_t rc = SY_OK;
+    *failed = committer_wait(r);
+    if (*failed)
+        rc = recover(r, err); /* an abort purges its records first */
+    batch_reset(other);
+    return rc;
 }
 
 /* Collects up to router.batch.max messages, for at most router.batch.ms after the first. */
@@ -1022,49 +1198,42 @@ static void collect(sy_router_t *r, batch_t *b)
     }
 }
 
-/* One batch: routed while the previous transaction commits, then produced in a transaction of
- * its own, handed to the committer. Returns SY_OK, or a fatal error. */
-static sy_err_code_t run_batch(sy_router_t *r, batch_t *b, sy_err_t *err)
+/* One batch b: routed while the committer has the previous one (other), then handed to the
+ * committer. Returns SY_OK, or a fatal error. */
+static sy_err_code_t run_batch(sy_router_t *r, batch_t *b, batch_t *other, sy_err_t *err)
 {
     sy_err_t perr = SY_ERR_INIT;
     long long t0 = sy_time_mono_ms();
-    bool prepared = prepare_batch(r, b, &perr) == SY_OK;
-    if (committer_wait(r)) { /* the previous transaction: this batch comes again after the rewind */
-        batch_reset(b);
-        return recover(r, false, err);
-    }
-    if (!prepared) {
-        sy_warn("router", "batch failed: %s", perr.msg);
-        batch_reset(b);
-        return recover(r, false, err);
-    }
+    bool prepared = prepare_batch(r, b, &perr) == SY_OK, failed;
     long long t1 = sy_time_mono_ms();
-    if (produce_batch(r, b, &perr) != SY_OK) {
-        sy_warn("router", "batch failed: %s", perr.msg);
+    sy_err_code_t rc = settle(r, other, &failed, err);
+    if (failed || !prepared) { /* after the rewind this batch comes again */
+        if (!failed)
+            sy_warn("router", "batch failed: %s", perr.msg);
         batch_reset(b);
-        return recover(r, true, err);
+        return rc != SY_OK || failed ? rc : recover(r, err);
     }
     sy_debug("router",
-             "batch of %d request(s): routed in %lld ms (the previous commit waited "
-             "for meanwhile)",
-             b->n, t1 - t0);
-    committer_start(r, b, sy_time_mono_ms() - t1);
+             "batch of %d request(s): routed in %lld ms, then waited %lld ms for the "
+             "previous commit",
+             b->n, t1 - t0, sy_time_mono_ms() - t1);
+    committer_start(r, b);
     r->n_batches++;
-    batch_reset(b);
     return SY_OK;
 }
 
 sy_err_code_t sy_router_run(sy_router_t *r, sy_err_t *err)
 {
-    batch_t b = {0};
     sy_err_code_t rc = SY_OK;
+    bool failed;
+    int cur = 0;
     long long last_stats = sy_time_mono_ms();
-    if (!(b.msgs = calloc((size_t)r->batch_max, sizeof(*b.msgs))))
-        return sy_err_set(err, SY_ERR_NOMEM, false, "out of memory");
-    if (committer_init(r, err) != SY_OK) {
-        free(b.msgs);
+    for (int i = 0; i < 2; i++)
+        if (!r->batches[i].msgs &&
+            !(r->batches[i].msgs = calloc((size_t)r->batch_max, sizeof(*r->batches[i].msgs))))
+            return sy_err_set(err, SY_ERR_NOMEM, false, "out of memory");
+    if (committer_init(r, err) != SY_OK)
         return err->code;
-    }
 
     rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(sub, r->t_requests, RD_KAFKA_PARTITION_UA);
@@ -1079,14 +1248,16 @@ sy_err_code_t sy_router_run(sy_router_t *r, sy_err_t *err)
             sy_config_get(r->conf, "router.selector"));
 
     while (!sy_signal_stop_requested()) {
-        collect(r, &b);
-        if (b.n) {
-            if ((rc = run_batch(r, &b, err)) != SY_OK)
+        batch_t *b = &r->batches[cur], *other = &r->batches[1 - cur];
+        collect(r, b);
+        if (b->n) {
+            if ((rc = run_batch(r, b, other, err)) != SY_OK)
                 goto out;
-        } else {
-            /* idle: settle the last transaction now rather than with the next request */
-            if (committer_wait(r) && (rc = recover(r, false, err)) != SY_OK)
-                goto out;
+            if (r->commit.busy) /* b is the committer's now; the next one is routed in other */
+                cur = 1 - cur;
+        } else if ((rc = settle(r, other, &failed, err)) != SY_OK) {
+            /* idle: the last transaction is settled now rather than with the next request */
+            goto out;
         }
         if (sy_time_mono_ms() - last_stats > 10000) {
             sy_info("router",
@@ -1097,14 +1268,14 @@ sy_err_code_t sy_router_run(sy_router_t *r, sy_err_t *err)
             last_stats = sy_time_mono_ms();
         }
     }
-    if (committer_wait(r))
-        rc = recover(r, false, err);
+    rc = settle(r, &r->batches[1 - cur], &failed, err);
     sy_info("router", "stopping: routed %ld, invalid %ld, duplicate %ld, dead-lettered %ld",
             r->n_routed, r->n_invalid, r->n_duplicate, r->n_deadletter);
 out:
     committer_wait(r);
     committer_stop(r);
-    batch_free(&b);
+    /* the batches' records may still be in librdkafka's queues (after a fatal error): they are
+     * freed in sy_router_destroy, after the producer */
     return rc;
 }
 
@@ -1262,6 +1433,12 @@ void sy_router_destroy(sy_router_t *r)
 {
     if (!r)
         return;
+    /* the producer first: librdkafka may still refer to records in the batches (after a fatal
+     * error); then the batches' input messages, before their consumer goes */
+    if (r->producer)
+        rd_kafka_destroy(r->producer);
+    for (int i = 0; i < 2; i++)
+        batch_free(&r->batches[i]);
     if (r->consumer) {
         rd_kafka_consumer_close(r->consumer);
         rd_kafka_destroy(r->consumer);
@@ -1270,8 +1447,6 @@ void sy_router_destroy(sy_router_t *r)
         rd_kafka_consumer_close(r->restorer);
         rd_kafka_destroy(r->restorer);
     }
-    if (r->producer)
-        rd_kafka_destroy(r->producer);
     sy_regcache_destroy(r->reg);
     for (int i = 0; i < MAX_PARTITIONS; i++)
         sy_seen_destroy(r->seen[i]);

@@ -131,6 +131,39 @@ def test_duplicate(env):
     assert len(routed) == 1, len(routed)
 
 
+def test_duplicate_after_restart(env, router, log):
+    """The duplicate guard outlives its router: a new one rebuilds it from <ns>.router.seen,
+    from the per-batch id lists routers write there and from one-id-per-record entries."""
+    ids = [f"again-{i}" for i in range(120)]
+    for j in ids:
+        submit(env, j, [["env:test"]], flush=False)
+    env.produce(env.topic("router.seen"), b"legacy-1", b"test-a")  # flushes all
+    st = statuses(env, ids)
+    assert all(final(st[j]) and final(st[j])[0]["status"] == "RESOLVED" for j in ids), st
+    listed = set()
+    for m in env.consume_all(env.topic("router.seen"), timeout=5):
+        if m.key().startswith(b"@"):
+            listed |= set(m.value().decode().split("\n"))
+    assert set(ids) <= listed, sorted(set(ids) - listed)[:5]
+
+    router.send_signal(signal.SIGTERM)
+    assert router.wait(timeout=30) == 0
+    router = env.start_router("r1b", log=log)
+    for j in ids + ["legacy-1"]:
+        submit(env, j, [["env:test"]], flush=False)
+    env.produce(env.topic("requests"), b"after-restart", env.encode(
+        "JobRequest", sylib.request("after-restart", [["env:test"]], CMD)))
+    st = statuses(env, ids, min_count=3)
+    assert all([s["status"] for s in st[j]] == ["ACCEPTED", "RESOLVED", "DUPLICATE"]
+               for j in ids), {j: [s["status"] for s in st[j]] for j in ids[:3]}
+    assert final(statuses(env, ["after-restart"])["after-restart"])[0]["status"] == "RESOLVED"
+    assert [s["status"] for s in statuses(env, ["legacy-1"], min_count=1)["legacy-1"]] == \
+        ["DUPLICATE"]
+    routed = collections.Counter(
+        m.key().decode() for m in env.consume_all(env.topic("cluster.test-a"), timeout=5))
+    assert all(routed[j] == 1 for j in ids) and routed["legacy-1"] == 0, routed
+
+
 def test_hot_reload(env):
     submit(env, "hot-1", [["queue:hot"]])
     assert final(statuses(env, ["hot-1"])["hot-1"])[0]["cluster"] == "prod-a"
@@ -186,12 +219,13 @@ def main():
     log = os.path.join(os.environ.get("SY_TESTENV_DIR", "/tmp"), f"{env.ns}-router.log")
     try:
         setup_registry(env)
-        env.start_router("r1", log=log)
+        first = env.start_router("r1", log=log)
         r.run(test_routing_semantics, env)
         r.run(test_deadletter, env)
         r.run(test_duplicate, env)
         r.run(test_hot_reload, env)
         r.run(test_weighted, env)
+        r.run(test_duplicate_after_restart, env, first, log)
         r.run(test_two_routers_and_sigkill, env, log)
     finally:
         env.close()

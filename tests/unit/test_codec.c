@@ -1532,10 +1532,34 @@ static void test_fields(sy_codec_t *cur)
     CHECK_CODE(sy_codec_encode_fields(cur, st, NULL, f, n, &fbuf, &flen, &err), SY_OK, &err);
     CHECK(same_bytes(gbuf, glen, fbuf, flen));
     free(fbuf);
+
+    /* into the caller's memory: in place when it fits (exactly, too), else a new buffer with
+     * the same bytes; never a byte past the space given */
+    uint8_t space[1024];
+    for (size_t cap = glen + 10; cap + 2 > glen; cap--) { /* glen + 10 ... glen - 1 */
+        memset(space, 0xAB, sizeof(space));
+        CHECK_CODE(sy_codec_encode_fields_into(cur, st, NULL, f, n, space, cap, &fbuf, &flen, &err),
+                   SY_OK, &err);
+        CHECK(same_bytes(gbuf, glen, fbuf, flen));
+        CHECK(fbuf == space || cap < glen + 10); /* a varint is given room for 10 bytes */
+        CHECK(space[cap] == 0xAB);
+        if (fbuf != space)
+            free(fbuf);
+    }
+    memset(space, 0xAB, sizeof(space));
+    CHECK_CODE(sy_codec_encode_fields_into(cur, st, NULL, f, n, space, 3, &fbuf, &flen, &err),
+               SY_OK, &err);
+    CHECK(fbuf != space);
+    CHECK(same_bytes(gbuf, glen, fbuf, flen));
+    CHECK(space[3] == 0xAB);
+    free(fbuf);
     field_str(cur, st, f, "status", "BOGUS");
     CHECK_CODE(sy_codec_encode_fields(cur, st, NULL, f, n, &fbuf, &flen, &err), SY_ERR_INVALID_ARG,
                &err);
     CHECK(strstr(err.msg, "BOGUS") && strstr(err.msg, "status"));
+    CHECK_CODE(sy_codec_encode_fields_into(cur, st, NULL, f, n, space, 8, &fbuf, &flen, &err),
+               SY_ERR_INVALID_ARG, &err); /* an error after the buffer moved to the heap */
+    CHECK(fbuf == NULL && flen == 0);
     CHECK(sy_codec_field_index(cur, st, "no_such_field") == -1);
     free(gbuf);
     free(in);
