@@ -495,7 +495,8 @@ static sy_err_code_t add_changelog(sy_router_t *r, batch_t *b, sy_err_t *err)
                                                             : 64; /* job ids are <= 128 bytes */
     if (limit > ROUTED_LIST_MAX)
         limit = ROUTED_LIST_MAX;
-    qsort(b->ids, b->n_ids, sizeof(*b->ids), routed_id_cmp);
+    if (b->n_ids > 1)
+        qsort(b->ids, b->n_ids, sizeof(*b->ids), routed_id_cmp);
     for (size_t i = 0; i < b->n_ids;) {
         size_t j = i, size = 0;
         while (j < b->n_ids && b->ids[j].partition == b->ids[i].partition &&
