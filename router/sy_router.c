@@ -174,6 +174,8 @@ struct sy_router {
      * topics_version, made (and the topic ensured to exist) on first use */
     char **cluster_topics;
     size_t n_cluster_topics;
+    char **stale_topics; /* of the version before, for the batch the committer has */
+    size_t n_stale_topics;
     long long topics_version;
     long n_routed, n_invalid, n_duplicate, n_deadletter, n_batches, n_aborts;
 };
@@ -712,24 +714,30 @@ static bool env_name_valid(const char *k)
 /* ---- one request ------------------------------------------------------------------------------
  */
 
-static void cluster_topics_clear(sy_router_t *r)
+static void topics_free(char ***topics, size_t *n)
 {
-    for (size_t i = 0; i < r->n_cluster_topics; i++)
-        free(r->cluster_topics[i]);
-    free(r->cluster_topics);
-    r->cluster_topics = NULL;
-    r->n_cluster_topics = 0;
+    for (size_t i = 0; i < *n; i++)
+        free((*topics)[i]);
+    free(*topics);
+    *topics = NULL;
+    *n = 0;
 }
 
 /* The topic of cluster c of snap, made when missing (cached: created topics for the router's
- * lifetime, names per registry version). The string lives until the registry changes, which is
- * only noticed between batches. */
+ * lifetime, names per registry version). A batch's records point to these names, and the batch
+ * before may still be produced by the committer when the next one finds the registry changed:
+ * the names of the previous version are kept until then (settle() frees them). */
 static const char *cluster_topic(sy_router_t *r, const sy_registry_snapshot_t *snap,
                                  const sy_cluster_t *c, sy_err_t *err)
 {
     size_t i = (size_t)(c - snap->clusters);
     if (r->topics_version != snap->version || r->n_cluster_topics != snap->n_clusters) {
-        cluster_topics_clear(r);
+        /* none are stale here: a settle() came between any two batches' routing */
+        topics_free(&r->stale_topics, &r->n_stale_topics);
+        r->stale_topics = r->cluster_topics;
+        r->n_stale_topics = r->n_cluster_topics;
+        r->cluster_topics = NULL;
+        r->n_cluster_topics = 0;
         if (!(r->cluster_topics =
                   calloc(snap->n_clusters ? snap->n_clusters : 1, sizeof(char *)))) {
             sy_err_set(err, SY_ERR_NOMEM, true, "out of memory");
@@ -1167,6 +1175,7 @@ static sy_err_code_t settle(sy_router_t *r, batch_t *other, bool *failed, sy_err
     if (*failed)
         rc = recover(r, err); /* an abort purges its records first */
     batch_reset(other);
+    topics_free(&r->stale_topics, &r->n_stale_topics); /* other's records were the last users */
     return rc;
 }
 
@@ -1452,7 +1461,8 @@ void sy_router_destroy(sy_router_t *r)
     for (int i = 0; i < MAX_PARTITIONS; i++)
         sy_seen_destroy(r->seen[i]);
     sy_seen_destroy(r->topics_made);
-    cluster_topics_clear(r);
+    topics_free(&r->cluster_topics, &r->n_cluster_topics);
+    topics_free(&r->stale_topics, &r->n_stale_topics);
     if (r->values_made)
         avro_value_decref(&r->req);
     sy_codec_destroy(r->codec);

@@ -3,6 +3,7 @@ implicit id/name tags, weighted selection, INVALID reasons, dead-lettering, hot 
 duplicate ids, two routers sharing partitions, and SIGKILL of a router mid-stream with
 exactly-once output for a read_committed consumer."""
 import collections
+import json
 import os
 import signal
 import sys
@@ -33,9 +34,11 @@ def statuses(env, job_ids, min_count=2, timeout=30):
     """{job_id: [status records in order]} from <ns>.status, read_committed, once every job has
     at least min_count events (or timeout)."""
     ids = set(job_ids)
+    seen, counted = collections.Counter(), [0]
 
-    def done(msgs):
-        seen = collections.Counter(m.key().decode() for m in msgs)
+    def done(msgs):  # called after every message: counts only the new ones
+        seen.update(m.key().decode() for m in msgs[counted[0]:])
+        counted[0] = len(msgs)
         return all(seen[j] >= min_count for j in ids)
 
     out = collections.defaultdict(list)
@@ -129,6 +132,42 @@ def test_duplicate(env):
     routed = [m for m in env.consume_all(env.topic("cluster.test-a"), timeout=5)
               if m.key() == b"dup-1"]
     assert len(routed) == 1, len(routed)
+
+
+def test_reload_under_load(env, router):
+    """Registry changes while a backlog is routed: the committer produces one batch while the
+    next is routed against the new registry. Every request is routed exactly once, and the
+    router that was running all along is still running."""
+    n = 20000
+    ids = [f"load-{i}" for i in range(n)]
+    docs = "\n".join(json.dumps(sylib.request(j, [["env:prod"]], CMD)) for j in ids)
+    out = env.cli("encode", "--type", "JobRequest", "--lines", "--hex", input=docs.encode())
+    values = [bytes.fromhex(h) for h in out.stdout.decode().split()]
+    assert len(values) == n
+    p = sylib.Producer({"bootstrap.servers": sylib.BOOTSTRAP, "partitioner": "murmur2_random",
+                        "linger.ms": 5})
+    weights = (2, 5, 1, 4, 3, 2, 6, 4, 2, 1)  # each change is a new registry version
+    for k, weight in enumerate(weights):  # in slices, with a registry change after each
+        for i in range(k * n // len(weights), (k + 1) * n // len(weights)):
+            p.produce(env.topic("requests"), key=ids[i].encode(), value=values[i])
+        assert p.flush(30) == 0
+        env.cli("clusters", "update", "prod-b", "--weight", str(weight))
+
+    def all_routed(msgs):
+        return len({m.key() for m in msgs if m.key().startswith(b"load-")}) >= n
+
+    got = []
+    deadline = time.time() + 120
+    while not all_routed(got) and time.time() < deadline:
+        got = []
+        for c in ("prod-a", "prod-b"):
+            got += env.consume_all(env.topic(f"cluster.{c}"), timeout=5)
+    per_job = collections.Counter(m.key().decode() for m in got
+                                  if m.key().startswith(b"load-"))
+    print(f"reload under load: routed {len(per_job)}/{n}, "
+          f"more than once {sum(1 for v in per_job.values() if v > 1)}")
+    assert len(per_job) == n and set(per_job.values()) == {1}
+    assert router.poll() is None, f"the router exited with {router.returncode}"
 
 
 def test_duplicate_after_restart(env, router, log):
@@ -225,6 +264,7 @@ def main():
         r.run(test_duplicate, env)
         r.run(test_hot_reload, env)
         r.run(test_weighted, env)
+        r.run(test_reload_under_load, env, first)
         r.run(test_duplicate_after_restart, env, first, log)
         r.run(test_two_routers_and_sigkill, env, log)
     finally:
