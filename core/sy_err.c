@@ -15,6 +15,7 @@ sy_err_code_t sy_err_set(sy_err_t *err, sy_err_code_t code, bool retriable, cons
     va_start(ap, fmt);
     vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
     va_end(ap);
+    sy_utf8_scrub(err->msg);
     return code;
 }
 
@@ -31,6 +32,42 @@ void sy_err_prefix(sy_err_t *err, const char *fmt, ...)
     int n = snprintf(err->msg, sizeof(err->msg), "%.255s: ", prefix);
     snprintf(err->msg + n, sizeof(err->msg) - (size_t)n, "%.*s",
              (int)(sizeof(err->msg) - (size_t)n - 1), old);
+    sy_utf8_scrub(err->msg);
+}
+
+/* The length a UTF-8 lead byte announces (1-4); 0 for a byte that cannot start a character. */
+static size_t utf8_need(unsigned char c)
+{
+    return c < 0x80                 ? 1
+           : c >= 0xC2 && c <= 0xDF ? 2
+           : c >= 0xE0 && c <= 0xEF ? 3
+           : c >= 0xF0 && c <= 0xF4 ? 4
+                                    : 0;
+}
+
+size_t sy_utf8_scrub(char *str)
+{
+    unsigned char *r = (unsigned char *)str, *w = r;
+    while (*r) {
+        size_t need = utf8_need(*r), k = 1;
+        while (k < need && (r[k] & 0xC0) == 0x80)
+            k++;
+        if (need && k < need) { /* a character cut short: dropped */
+            r += k;
+            continue;
+        }
+        if (!need || (*r == 0xE0 && r[1] < 0xA0) || (*r == 0xED && r[1] > 0x9F) ||
+            (*r == 0xF0 && r[1] < 0x90) || (*r == 0xF4 && r[1] > 0x8F)) {
+            *w++ = '?'; /* not UTF-8: a stray byte, an overlong form, a surrogate, > U+10FFFF */
+            r++;
+            continue;
+        }
+        memmove(w, r, need);
+        w += need;
+        r += need;
+    }
+    *w = 0;
+    return (size_t)(w - (unsigned char *)str);
 }
 
 void sy_err_clear(sy_err_t *err)

@@ -3,6 +3,7 @@
 #define SY_ERR_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 /* Error codes. Each names one class of failure a caller may act on differently. */
 typedef enum sy_err_code {
@@ -48,7 +49,9 @@ typedef struct sy_err {
         }                                                                                          \
     }
 
-/* Fills err (if not NULL) and returns code, so `return sy_err_set(...)` works. */
+/* Fills err (if not NULL) and returns code, so `return sy_err_set(...)` works. The message is
+ * valid UTF-8 whatever was cut short to fit it (sy_utf8_scrub): it travels in Avro strings
+ * (INVALID reasons, status messages) and PostgreSQL text. */
 sy_err_code_t sy_err_set(sy_err_t *err, sy_err_code_t code, bool retriable, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
@@ -56,6 +59,12 @@ sy_err_code_t sy_err_set(sy_err_t *err, sy_err_code_t code, bool retriable, cons
 void sy_err_prefix(sy_err_t *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 void sy_err_clear(sy_err_t *err);
+
+/* Makes s valid UTF-8 in place: a character cut short (a lead byte without all of its
+ * continuation bytes, as "%.40s" or a full buffer leaves it) is dropped; any other byte that is
+ * not valid UTF-8 (a stray continuation byte, an overlong form, a surrogate, beyond U+10FFFF)
+ * becomes '?'. Returns the new length. */
+size_t sy_utf8_scrub(char *s);
 
 /* Stable lower-case name of a code ("truncated", "bad_magic", ...), used in dead-letter headers. */
 const char *sy_err_code_name(sy_err_code_t code);

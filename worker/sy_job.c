@@ -145,6 +145,7 @@ void sy_job_end(sy_job_t *job, sy_job_state_t outcome, const char *failure_reaso
         va_list ap;
         va_start(ap, fmt);
         vsnprintf(job->message, sizeof(job->message), fmt, ap);
+        sy_utf8_scrub(job->message); /* a status message: cut short, still UTF-8 */
         va_end(ap);
     }
 }

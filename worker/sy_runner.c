@@ -346,6 +346,7 @@ static void end_early(sy_runner_t *r, rjob_t *rj, sy_job_state_t state, const ch
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    sy_utf8_scrub(msg); /* to PostgreSQL text and an Avro string: cut short, still UTF-8 */
     sy_ledger_change_t ch = {
         .state = state, .emit = true, .failure_reason = reason, .message = msg};
     if (record(r, rj, &ch))
@@ -538,6 +539,7 @@ static void final_change(const rjob_t *rj, sy_ledger_change_t *ch, char *msg, si
     } else if (job->outcome == SY_JOB_KILLED && !ch->failure_reason) {
         ch->failure_reason = "CANCELLED";
     }
+    sy_utf8_scrub(msg); /* to PostgreSQL text and an Avro string: cut short, still UTF-8 */
     ch->message = msg;
     ch->emit = true;
     ch->has_exit_code = job->has_exit_code;

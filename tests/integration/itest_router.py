@@ -67,8 +67,12 @@ def test_routing_semantics(env):
     submit(env, "no-command", [["env:prod"]], cmd=["type:hive"])
     submit(env, "bad-tag", [["not a tag"]])
     submit(env, "bad-timeout", [["env:prod"]], timeout_ms=10**15)
+    # reasons that quote the request cut its text short: never inside a UTF-8 character (the
+    # INVALID event must still decode)
+    submit(env, "utf8-env", [["env:prod"]], environment={"a" + "\u00e9" * 40: "x"})
+    submit(env, "utf8-tag", [["k:a" + "\u00e9" * 200]])
     ids = ["fallback-1", "oos-1", "unlinked-1", "implicit-name", "name-field", "no-command",
-           "bad-tag", "bad-timeout"]
+           "bad-tag", "bad-timeout", "utf8-env", "utf8-tag"]
     st = statuses(env, ids)
     f = {j: final(st[j]) for j in ids}
     for j in ids:
@@ -83,6 +87,10 @@ def test_routing_semantics(env):
     assert f["no-command"][0]["status"] == "INVALID" and "type:hive" in f["no-command"][0]["message"]
     assert f["bad-tag"][0]["status"] == "INVALID" and "tag" in f["bad-tag"][0]["message"]
     assert f["bad-timeout"][0]["status"] == "INVALID" and "timeout" in f["bad-timeout"][0]["message"]
+    assert f["utf8-env"][0]["status"] == "INVALID", f["utf8-env"]
+    assert "environment variable name \"a\u00e9\u00e9" in f["utf8-env"][0]["message"], f["utf8-env"]
+    assert f["utf8-tag"][0]["status"] == "INVALID", f["utf8-tag"]
+    assert "tag \"k:a\u00e9\u00e9" in f["utf8-tag"][0]["message"], f["utf8-tag"]
     # the RoutedJob is on the chosen cluster's topic, with the command's local spec
     routed = env.consume_all(env.topic("cluster.test-a"),
                              expect=lambda ms: any(m.key() == b"fallback-1" for m in ms))
