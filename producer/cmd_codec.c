@@ -86,7 +86,7 @@ static const char schemas_usage[] =
 static int exit_for(const sy_err_t *err)
 {
     if (err->code == SY_ERR_REGISTRY && err->retriable)
-        return SY_EXIT_UNAVAILABLE;
+        return SY_EXIT_REGISTRY_UNAVAILABLE; /* as for submit: docs/cli.md "Exit codes" */
     switch (err->code) {
     case SY_ERR_NOMEM:
     case SY_ERR_INTERNAL:

@@ -187,10 +187,10 @@ def main():
         rc, out, err = run(["decode"], unknown)
         assert rc == 3 and "unknown_schema" in err and str(2 ** 31 - 7) in err, (rc, err)
         rc, out, err = run(["decode"], rec, registry="http://127.0.0.1:1")
-        assert rc == 5 and "Schema Registry unavailable" in err, (rc, err)
+        assert rc == 6 and "Schema Registry unavailable" in err, (rc, err)
         rc, out, err = run(["encode", "-t", "JobControl", "-T", "x"],
                            json.dumps(RECORDS["JobControl"]).encode(), registry="http://127.0.0.1:1")
-        assert rc == 5, (rc, err)
+        assert rc == 6, (rc, err)
         rc, out, err = run(["-X", "schema.registry.auto.register=false", "encode", "-t", "JobControl",
                             "-T", "itest-%s.never" % RUN], json.dumps(RECORDS["JobControl"]).encode())
         assert rc == 3 and "auto.register" in err, (rc, err)
