@@ -1162,6 +1162,52 @@ char *sy_codec_expand_schema(const char *json, bool pretty, sy_err_t *err)
     return s;
 }
 
+/* Schema text json made self-contained with the named types that the schemas refs[n_refs]
+ * define (what a registry's schema references point to): the first use of each such name is
+ * replaced by its definition, as for our own files. malloc'd, NULL with err. */
+static char *expand_with_refs(const char *json, char *const *refs, size_t n_refs, sy_err_t *err)
+{
+    xctx_t x = {0};
+    json_t *in = NULL, *out = NULL;
+    char *text = NULL;
+    json_error_t jerr;
+    if (!(x.roots = calloc(n_refs ? n_refs : 1, sizeof(*x.roots)))) {
+        sy_err_set(err, SY_ERR_NOMEM, false, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < n_refs; i++) {
+        json_t *root = json_loads(refs[i], JSON_DECODE_ANY, &jerr);
+        if (!root) {
+            sy_err_set(err, SY_ERR_SCHEMA, false,
+                       "a schema it references is not valid JSON: %s (line %d)", jerr.text,
+                       jerr.line);
+            goto out;
+        }
+        x.roots[x.n_roots++] = root;
+        index_walk(&x, root, NULL, 0, NULL);
+    }
+    if (!(in = json_loads(json, JSON_DECODE_ANY, &jerr))) {
+        sy_err_set(err, SY_ERR_SCHEMA, false, "schema is not valid JSON: %s (line %d)", jerr.text,
+                   jerr.line);
+        goto out;
+    }
+    if (!x.failed)
+        out = expand_type(&x, in, NULL);
+    if (x.failed || !out) {
+        sy_err_set(err, SY_ERR_SCHEMA, false,
+                   "schema and its references nested deeper than %d (or out of memory)", MAX_DEPTH);
+        goto out;
+    }
+    if (!(text = json_dumps(out, JSON_COMPACT | JSON_ENCODE_ANY)))
+        sy_err_set(err, SY_ERR_NOMEM, false, "out of memory");
+out:
+    json_decref(in);
+    json_decref(out);
+    xctx_done(&x);
+    xindex_free(&x);
+    return text;
+}
+
 /* ---- Defaults, pre-encoded in Avro binary ---- */
 
 /* Decodes one UTF-8 code point at *p (< end); -1 if malformed. */
@@ -3092,12 +3138,21 @@ sy_err_code_t sy_codec_peek(const void *data, size_t len, sy_codec_frame_t *fram
 static wentry_t *fetch_id(sy_codec_t *codec, int32_t id, sy_err_t *err)
 {
     wentry_t *e = NULL;
-    char *text = NULL;
+    char *text = NULL, **refs = NULL;
+    size_t n_refs = 0;
     pthread_mutex_lock(&codec->fetch_lock);
     if ((e = wlookup(codec, WKEY_ID, (uint64_t)id)))
         goto out;
-    if (sy_schemareg_get_schema(codec->reg, id, &text, err) != SY_OK)
+    if (sy_schemareg_get_schema_refs(codec->reg, id, &text, &refs, &n_refs, err) != SY_OK)
         goto out;
+    if (n_refs) { /* e.g. Apicurio's serializer: a nested record is a schema of its own */
+        char *whole = expand_with_refs(text, refs, n_refs, err);
+        free(text);
+        if (!(text = whole)) {
+            sy_err_prefix(err, "schema id %d from the registry", (int)id);
+            goto out;
+        }
+    }
     sschema_t *s = schema_parse(text, err);
     if (!s) {
         sy_err_prefix(err, "schema id %d from the registry", (int)id);
@@ -3115,6 +3170,9 @@ static wentry_t *fetch_id(sy_codec_t *codec, int32_t id, sy_err_t *err)
 out:
     pthread_mutex_unlock(&codec->fetch_lock);
     free(text);
+    for (size_t i = 0; i < n_refs; i++)
+        free(refs[i]);
+    free(refs);
     return e;
 }
 

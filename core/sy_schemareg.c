@@ -64,13 +64,66 @@ out:
     return rc;
 }
 
-sy_err_code_t sy_schemareg_parse_schema(const char *body, size_t len, char **schema_json,
-                                        sy_err_t *err)
+void sy_schemareg_refs_free(sy_schemareg_ref_t *refs, size_t n)
+{
+    for (size_t i = 0; refs && i < n; i++) {
+        free(refs[i].name);
+        free(refs[i].subject);
+    }
+    free(refs);
+}
+
+/* The "references" of an answer: [{"name": ..., "subject": ..., "version": N}, ...]. */
+static sy_err_code_t parse_refs(json_t *arr, sy_schemareg_ref_t **refs, size_t *n_refs,
+                                sy_err_t *err)
+{
+    size_t n = json_array_size(arr);
+    if (n > SY_SCHEMAREG_MAX_REFS)
+        return sy_err_set(err, SY_ERR_UNKNOWN_SCHEMA, false,
+                          "the registry's schema has %zu schema references (at most %d)", n,
+                          SY_SCHEMAREG_MAX_REFS);
+    if (!(*refs = calloc(n ? n : 1, sizeof(**refs))))
+        return sy_err_set(err, SY_ERR_NOMEM, false, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        json_t *r = json_array_get(arr, i), *name = json_object_get(r, "name"),
+               *subject = json_object_get(r, "subject"), *version = json_object_get(r, "version");
+        if (!json_is_string(name) || !*json_string_value(name) || !json_is_string(subject) ||
+            !*json_string_value(subject) || !json_is_integer(version) ||
+            json_integer_value(version) < 1 || json_integer_value(version) > INT32_MAX) {
+            sy_schemareg_refs_free(*refs, *n_refs);
+            *refs = NULL;
+            *n_refs = 0;
+            return sy_err_set(err, SY_ERR_REGISTRY, false,
+                              "Schema Registry answer: reference %zu is not {\"name\": string, "
+                              "\"subject\": string, \"version\": positive integer}",
+                              i + 1);
+        }
+        sy_schemareg_ref_t *x = &(*refs)[(*n_refs)++];
+        x->name = strdup(json_string_value(name));
+        x->subject = strdup(json_string_value(subject));
+        x->version = (int)json_integer_value(version);
+        if (!x->name || !x->subject) {
+            sy_schemareg_refs_free(*refs, *n_refs);
+            *refs = NULL;
+            *n_refs = 0;
+            return sy_err_set(err, SY_ERR_NOMEM, false, "out of memory");
+        }
+    }
+    return SY_OK;
+}
+
+sy_err_code_t sy_schemareg_parse_schema_refs(const char *body, size_t len, char **schema_json,
+                                             sy_schemareg_ref_t **refs, size_t *n_refs,
+                                             sy_err_t *err)
 {
     json_error_t jerr;
     json_t *o = json_loadb(body ? body : "", body ? len : 0, 0, &jerr);
     sy_err_code_t rc = SY_OK;
     *schema_json = NULL;
+    if (refs) {
+        *refs = NULL;
+        *n_refs = 0;
+    }
     if (!o || !json_is_object(o)) {
         rc = sy_err_set(err, SY_ERR_REGISTRY, false,
                         "Schema Registry answer is not a JSON object: %s",
@@ -85,26 +138,46 @@ sy_err_code_t sy_schemareg_parse_schema(const char *body, size_t len, char **sch
                         json_is_string(type) ? json_string_value(type) : "(not a string)");
         goto out;
     }
-    json_t *refs = json_object_get(o, "references");
-    if (json_is_array(refs) && json_array_size(refs) > 0) {
-        rc = sy_err_set(err, SY_ERR_UNKNOWN_SCHEMA, false,
-                        "the registry's schema uses %zu schema reference(s), which this codec "
-                        "does not support (register self-contained schemas)",
-                        json_array_size(refs));
-        goto out;
-    }
     json_t *s = json_object_get(o, "schema");
     if (!json_is_string(s)) {
         rc = sy_err_set(err, SY_ERR_REGISTRY, false,
                         "Schema Registry answer has no \"schema\" string");
         goto out;
     }
+    json_t *arr = json_object_get(o, "references");
+    if (arr && !json_is_null(arr) && !json_is_array(arr)) {
+        rc = sy_err_set(err, SY_ERR_REGISTRY, false,
+                        "Schema Registry answer: \"references\" is not an array");
+        goto out;
+    }
+    if (json_array_size(arr) > 0) {
+        if (!refs) {
+            rc = sy_err_set(err, SY_ERR_UNKNOWN_SCHEMA, false,
+                            "the registry's schema uses %zu schema reference(s), which are not "
+                            "fetched here (register self-contained schemas)",
+                            json_array_size(arr));
+            goto out;
+        }
+        if ((rc = parse_refs(arr, refs, n_refs, err)) != SY_OK)
+            goto out;
+    }
     *schema_json = strdup(json_string_value(s));
     if (!*schema_json)
         rc = sy_err_set(err, SY_ERR_NOMEM, false, "out of memory");
 out:
+    if (rc != SY_OK && refs) {
+        sy_schemareg_refs_free(*refs, *n_refs);
+        *refs = NULL;
+        *n_refs = 0;
+    }
     json_decref(o);
     return rc;
+}
+
+sy_err_code_t sy_schemareg_parse_schema(const char *body, size_t len, char **schema_json,
+                                        sy_err_t *err)
+{
+    return sy_schemareg_parse_schema_refs(body, len, schema_json, NULL, NULL, err);
 }
 
 /* Copies at most 200 bytes of a non-JSON body, printable characters only. */
@@ -519,5 +592,108 @@ sy_err_code_t sy_schemareg_get_schema(sy_schemareg_t *reg, int32_t id, char **sc
     }
 out:
     free(resp);
+    return rc;
+}
+
+/* GET path: a schema answer (what names it for messages). */
+static sy_err_code_t get_schema_answer(sy_schemareg_t *reg, const char *path, const char *what,
+                                       char **schema_json, sy_schemareg_ref_t **refs,
+                                       size_t *n_refs, sy_err_t *err)
+{
+    char *resp = NULL;
+    size_t resp_len = 0;
+    long status = 0;
+    sy_err_code_t rc = request(reg, "GET", path, NULL, &status, &resp, &resp_len, err);
+    if (rc == SY_OK && status / 100 == 2) {
+        if ((rc = sy_schemareg_parse_schema_refs(resp, resp_len, schema_json, refs, n_refs, err)) !=
+            SY_OK)
+            sy_err_prefix(err, "%s", what);
+    } else if (rc == SY_OK) {
+        rc = sy_schemareg_parse_error(status, resp, resp_len, what, err);
+    }
+    free(resp);
+    return rc;
+}
+
+sy_err_code_t sy_schemareg_get_schema_refs(sy_schemareg_t *reg, int32_t id, char **schema_json,
+                                           char ***ref_schemas, size_t *n_ref_schemas,
+                                           sy_err_t *err)
+{
+    char path[64], what[64];
+    sy_schemareg_ref_t *queue = NULL, *more = NULL;
+    size_t n_queue = 0, n_more = 0, done = 0;
+    *schema_json = NULL;
+    *ref_schemas = NULL;
+    *n_ref_schemas = 0;
+    snprintf(path, sizeof(path), "/schemas/ids/%d", (int)id);
+    snprintf(what, sizeof(what), "fetching schema id %d", (int)id);
+    sy_err_code_t rc = get_schema_answer(reg, path, what, schema_json, &queue, &n_queue, err);
+    if (rc == SY_ERR_NOT_FOUND) {
+        if (err)
+            err->code = SY_ERR_UNKNOWN_SCHEMA;
+        rc = SY_ERR_UNKNOWN_SCHEMA;
+    }
+    /* breadth first over the references of references; each subject version fetched once */
+    while (rc == SY_OK && done < n_queue) {
+        sy_schemareg_ref_t *ref = &queue[done++];
+        bool seen = false;
+        for (size_t i = 0; i + 1 < done && !seen; i++)
+            seen = queue[i].version == ref->version && !strcmp(queue[i].subject, ref->subject);
+        if (seen)
+            continue;
+        if (*n_ref_schemas == SY_SCHEMAREG_MAX_REFS) {
+            rc = sy_err_set(err, SY_ERR_UNKNOWN_SCHEMA, false,
+                            "schema id %d: more than %d schema references, directly or not",
+                            (int)id, SY_SCHEMAREG_MAX_REFS);
+            break;
+        }
+        char *seg = encode_segment(ref->subject), *p = NULL, w[400], *text = NULL;
+        if (!seg || asprintf(&p, "/subjects/%s/versions/%d", seg, ref->version) < 0) {
+            p = NULL;
+            rc = sy_err_set(err, SY_ERR_NOMEM, false, "out of memory");
+        } else {
+            snprintf(w, sizeof(w),
+                     "schema id %d: fetching its reference %.100s (subject %.150s "
+                     "version %d)",
+                     (int)id, ref->name, ref->subject, ref->version);
+            rc = get_schema_answer(reg, p, w, &text, &more, &n_more, err);
+        }
+        free(seg);
+        free(p);
+        if (rc == SY_ERR_NOT_FOUND && err)
+            err->code = rc = SY_ERR_UNKNOWN_SCHEMA;
+        if (rc != SY_OK)
+            break;
+        char **texts = realloc(*ref_schemas, (*n_ref_schemas + 1) * sizeof(*texts));
+        sy_schemareg_ref_t *q = n_more ? realloc(queue, (n_queue + n_more) * sizeof(*q)) : queue;
+        if (!texts || !q) {
+            if (texts)
+                *ref_schemas = texts;
+            if (q)
+                queue = q;
+            free(text);
+            rc = sy_err_set(err, SY_ERR_NOMEM, false, "out of memory");
+            break;
+        }
+        *ref_schemas = texts;
+        texts[(*n_ref_schemas)++] = text;
+        queue = q;
+        memcpy(queue + n_queue, more, n_more * sizeof(*more)); /* the strings move over */
+        n_queue += n_more;
+        free(more);
+        more = NULL;
+        n_more = 0;
+    }
+    sy_schemareg_refs_free(more, n_more);
+    sy_schemareg_refs_free(queue, n_queue);
+    if (rc != SY_OK) {
+        free(*schema_json);
+        *schema_json = NULL;
+        for (size_t i = 0; i < *n_ref_schemas; i++)
+            free((*ref_schemas)[i]);
+        free(*ref_schemas);
+        *ref_schemas = NULL;
+        *n_ref_schemas = 0;
+    }
     return rc;
 }

@@ -48,9 +48,22 @@ sy_err_code_t sy_schemareg_lookup(sy_schemareg_t *reg, const char *subject, cons
 
 /* GET /schemas/ids/<id>: the schema's JSON text in *schema_json (malloc'd, caller frees).
  * SY_ERR_UNKNOWN_SCHEMA when the registry does not know the id, or when the schema is not an
- * Avro schema or uses schema references (not supported). */
+ * Avro schema or uses schema references (see sy_schemareg_get_schema_refs). */
 sy_err_code_t sy_schemareg_get_schema(sy_schemareg_t *reg, int32_t id, char **schema_json,
                                       sy_err_t *err);
+
+/* At most this many schema references per schema, and per schema with all of theirs. */
+#define SY_SCHEMAREG_MAX_REFS 64
+
+/* As sy_schemareg_get_schema, for a schema that may use schema references (Apicurio's
+ * serializers register a nested record as one): also fetches every schema it references,
+ * directly or through another (GET /subjects/<subject>/versions/<version>, each once), into
+ * (*ref_schemas)[*n_ref_schemas] (malloc'd texts in a malloc'd array; the caller frees both).
+ * SY_ERR_UNKNOWN_SCHEMA when a reference is missing or there are more than
+ * SY_SCHEMAREG_MAX_REFS. */
+sy_err_code_t sy_schemareg_get_schema_refs(sy_schemareg_t *reg, int32_t id, char **schema_json,
+                                           char ***ref_schemas, size_t *n_ref_schemas,
+                                           sy_err_t *err);
 
 /* ---- Pure parsers and builders (no I/O), the shapes Confluent and Karapace use ---- */
 
@@ -67,6 +80,21 @@ sy_err_code_t sy_schemareg_parse_id(const char *body, size_t len, int32_t *id, s
  * SY_ERR_REGISTRY for garbage, SY_ERR_UNKNOWN_SCHEMA for a non-Avro schema or references. */
 sy_err_code_t sy_schemareg_parse_schema(const char *body, size_t len, char **schema_json,
                                         sy_err_t *err);
+
+/* A schema reference: the named type `name` is the schema of `subject` version `version`. */
+typedef struct sy_schemareg_ref {
+    char *name, *subject;
+    int version;
+} sy_schemareg_ref_t;
+
+/* As sy_schemareg_parse_schema, also for an answer (of GET /schemas/ids/<id> or
+ * /subjects/<s>/versions/<v>) with "references": they are returned in (*refs)[*n_refs] (free
+ * with sy_schemareg_refs_free; NULL and 0 when there are none). SY_ERR_REGISTRY for a malformed
+ * reference, SY_ERR_UNKNOWN_SCHEMA for more than SY_SCHEMAREG_MAX_REFS. */
+sy_err_code_t sy_schemareg_parse_schema_refs(const char *body, size_t len, char **schema_json,
+                                             sy_schemareg_ref_t **refs, size_t *n_refs,
+                                             sy_err_t *err);
+void sy_schemareg_refs_free(sy_schemareg_ref_t *refs, size_t n);
 
 /* Turns a non-2xx answer ({"error_code": 40403, "message": "Schema 7 not found"} or any body)
  * into an error whose message starts with `what` (e.g. "GET /schemas/ids/7") and quotes the

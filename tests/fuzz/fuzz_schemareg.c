@@ -1,10 +1,12 @@
 /* fuzz_schemareg: the Schema Registry client's answer parsers — what comes back over HTTP from
  * a registry (Confluent, Karapace, Apicurio), a proxy in front of one, or something that is not
  * a registry at all. The input is one answer body; it goes through every parser the client runs
- * on an answer: sy_schemareg_parse_id (register, lookup), sy_schemareg_parse_schema (GET
- * /schemas/ids/N) and sy_schemareg_parse_error under the statuses the client meets. Then the
- * whole client path: a registry whose transport answers with the input (as 200, then as 404 and
- * 500) for register, lookup and get_schema, and sy_schemareg_redact_url of the input as a URL.
+ * on an answer: sy_schemareg_parse_id (register, lookup), sy_schemareg_parse_schema and
+ * sy_schemareg_parse_schema_refs (GET /schemas/ids/N, /subjects/S/versions/V) and
+ * sy_schemareg_parse_error under the statuses the client meets. Then the whole client path: a
+ * registry whose transport answers with the input (as 200, then as 404 and 500) for register,
+ * lookup, get_schema and get_schema_refs (every reference answered with the input again), and
+ * sy_schemareg_redact_url of the input as a URL.
  * Invariants: outputs are set exactly when the call succeeds; ids are 0..2^31-1; every error
  * has a message and never the URL's password; a redacted URL is the URL with what came between
  * "://" and '@' replaced by "***". */
@@ -61,6 +63,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_ASSERT((rc == SY_OK) == (schema != NULL), "parse_schema: rc %d, schema %p", rc,
                 (void *)schema);
     free(schema);
+    sy_schemareg_ref_t *refs = NULL;
+    size_t n_refs = 7;
+    rc = sy_schemareg_parse_schema_refs(body, size, &schema, &refs, &n_refs, &err);
+    FUZZ_ASSERT((rc == SY_OK) == (schema != NULL) && (refs != NULL) == (n_refs > 0) &&
+                    n_refs <= SY_SCHEMAREG_MAX_REFS,
+                "parse_schema_refs: rc %d, schema %p, %zu refs", rc, (void *)schema, n_refs);
+    for (size_t i = 0; i < n_refs; i++)
+        FUZZ_ASSERT(refs[i].name[0] && refs[i].subject[0] && refs[i].version >= 1,
+                    "reference %zu kept empty or invalid", i);
+    sy_schemareg_refs_free(refs, n_refs);
+    free(schema);
 
     static const long statuses[] = {400, 401, 403, 404, 408, 409, 415, 422, 429, 500, 503, 0, 999};
     for (size_t i = 0; i < sizeof(statuses) / sizeof(statuses[0]); i++) {
@@ -89,6 +102,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         /* (the answer is quoted in the message: only an input without it proves a leak) */
         FUZZ_ASSERT(rc == SY_OK || !strstr(err.msg, "u:pw@") || memmem(data, size, "u:pw@", 5),
                     "password in \"%s\"", err.msg);
+        free(schema);
+        char **texts = NULL;
+        size_t n_texts = 0;
+        rc = sy_schemareg_get_schema_refs(reg, 7, &schema, &texts, &n_texts, &err);
+        FUZZ_ASSERT((rc == SY_OK) == (schema != NULL) && (texts != NULL) == (n_texts > 0) &&
+                        n_texts <= SY_SCHEMAREG_MAX_REFS,
+                    "get_schema_refs: rc %d, %zu referenced schemas", rc, n_texts);
+        FUZZ_ASSERT(rc == SY_OK || !strstr(err.msg, "u:pw@") || memmem(data, size, "u:pw@", 5),
+                    "password in \"%s\"", err.msg);
+        for (size_t i = 0; i < n_texts; i++)
+            free(texts[i]);
+        free(texts);
         free(schema);
     }
     sy_schemareg_set_transport(reg, NULL, NULL);

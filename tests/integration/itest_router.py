@@ -6,8 +6,10 @@ import collections
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import sylib  # noqa: E402
@@ -178,6 +180,48 @@ def test_reload_under_load(env, router):
     assert router.poll() is None, f"the router exited with {router.returncode}"
 
 
+def registry_post(path, doc):
+    url = os.environ["SWITCHYARD_SCHEMA_REGISTRY_URL"].rstrip("/") + path
+    req = urllib.request.Request(url, data=json.dumps(doc).encode(), method="POST",
+                                 headers={"Content-Type": "application/vnd.schemaregistry.v1+json"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return json.loads(r.read())
+
+
+def test_schema_references(env):
+    """A writer schema that uses a schema reference (what Apicurio's serializers register by
+    default: the nested Criterion record as a schema of its own): the router fetches the
+    referenced schema from the registry and routes the request."""
+    if not os.environ.get("SWITCHYARD_SCHEMA_REGISTRY_URL"):
+        print("skipped: no SWITCHYARD_SCHEMA_REGISTRY_URL")
+        return
+    whole = json.loads(env.cli("schemas", "JobRequest").stdout)
+    crit_field = next(f for f in whole["fields"] if f["name"] == "cluster_criteria")
+    criterion = dict(crit_field["type"]["items"])  # the first use: the definition
+    assert criterion["name"] in ("Criterion", "io.switchyard.Criterion"), criterion
+    criterion.setdefault("namespace", "io.switchyard")
+    crit_field["type"]["items"] = "io.switchyard.Criterion"  # a name the schema does not define
+    subject = f"{env.ns}.criterion"
+    registry_post(f"/subjects/{subject}/versions", {"schema": json.dumps(criterion)})
+    sid = registry_post(f"/subjects/{env.ns}.refs-value/versions", {
+        "schema": json.dumps(whole),
+        "references": [{"name": "io.switchyard.Criterion", "subject": subject, "version": 1}]})["id"]
+    # the Avro body is the same as with our own schema: frame it with the new id
+    plain = subprocess.run([os.path.join(sylib.BIN, "switchyard"), "encode", "--type",
+                            "JobRequest"], input=json.dumps(sylib.request(
+                                "refs-1", [["env:test"]], CMD)).encode(), capture_output=True,
+                           env=dict(env.env, SWITCHYARD_SCHEMA_REGISTRY_URL=""), check=True).stdout
+    assert plain[:2] == b"\xc3\x01", plain[:2]
+    env.produce(env.topic("requests"), b"refs-1", b"\x00" + sid.to_bytes(4, "big") + plain[10:])
+    got = final(statuses(env, ["refs-1"])["refs-1"])
+    assert got and got[0]["status"] == "RESOLVED" and got[0]["cluster"] == "test-a", got
+    routed = env.consume_all(env.topic("cluster.test-a"),
+                             expect=lambda ms: any(m.key() == b"refs-1" for m in ms))
+    rj = env.decode([m for m in routed if m.key() == b"refs-1"][0].value())
+    assert rj["request"]["cluster_criteria"] == [{"id": None, "name": None,
+                                                  "tags": ["env:test"]}], rj["request"]
+
+
 def test_duplicate_after_restart(env, router, log):
     """The duplicate guard outlives its router: a new one rebuilds it from <ns>.router.seen,
     from the per-batch id lists routers write there and from one-id-per-record entries."""
@@ -273,6 +317,7 @@ def main():
         r.run(test_hot_reload, env)
         r.run(test_weighted, env)
         r.run(test_reload_under_load, env, first)
+        r.run(test_schema_references, env)
         r.run(test_duplicate_after_restart, env, first, log)
         r.run(test_two_routers_and_sigkill, env, log)
     finally:

@@ -388,10 +388,104 @@ static void test_http(void)
     srv_stop(&s2);
 }
 
+/* ======================================================================================== */
+/* Schema references: parsed, and fetched transitively (each subject version once), from a
+ * registry answering canned bodies by path. */
+
+typedef struct canned {
+    const char *path; /* the end of the URL */
+    const char *body; /* answered with 200 */
+} canned_t;
+
+static int canned_requests;
+
+static sy_err_code_t canned_transport(void *opaque, const char *method, const char *url,
+                                      const char *body, long *status, char **resp, size_t *resp_len,
+                                      sy_err_t *err)
+{
+    canned_requests++;
+    const char *answer = "{\"error_code\":40401,\"message\":\"Subject not found.\"}";
+    *status = 404;
+    for (const canned_t *c = opaque; c->path; c++) {
+        size_t ul = strlen(url), pl = strlen(c->path);
+        if (ul >= pl && !strcmp(url + ul - pl, c->path)) {
+            *status = 200;
+            answer = c->body;
+        }
+    }
+    *resp = strdup(answer);
+    *resp_len = strlen(answer);
+    return SY_OK;
+}
+
+#define REC(name, refs)                                                                            \
+    "{\"schema\":\"{\\\"type\\\":\\\"record\\\",\\\"name\\\":\\\"" name                            \
+    "\\\",\\\"fields\\\":[]}\",\"references\":[" refs "]}"
+#define REF(name, subject, version)                                                                \
+    "{\"name\":\"" name "\",\"subject\":\"" subject "\",\"version\":" #version "}"
+
+static void test_refs(void)
+{
+    sy_err_t err = SY_ERR_INIT;
+    char *schema = NULL, **texts = NULL;
+    size_t n = 0, len;
+    sy_schemareg_ref_t *refs = NULL;
+
+    char *body = slurp("confluent_schema_by_id_references_200.json", &len);
+    CHECK(sy_schemareg_parse_schema_refs(body, len, &schema, &refs, &n, &err) == SY_OK);
+    CHECK(n == 1 && refs && !strcmp(refs[0].name, "io.switchyard.JobRequest") &&
+          !strcmp(refs[0].subject, "switchyard.requests-value") && refs[0].version == 1);
+    CHECK(schema && strstr(schema, "RoutedJob"));
+    sy_schemareg_refs_free(refs, n);
+    free(schema);
+    free(body);
+    static const char *const bad[] = {
+        "{\"schema\":\"\\\"int\\\"\",\"references\":5}",
+        "{\"schema\":\"\\\"int\\\"\",\"references\":[" REF("a", "s", 0) "]}",
+        "{\"schema\":\"\\\"int\\\"\",\"references\":[{\"name\":\"a\",\"version\":1}]}",
+        "{\"schema\":\"\\\"int\\\"\",\"references\":[" REF("", "s", 1) "]}",
+        "{\"schema\":\"\\\"int\\\"\",\"references\":[\"a\"]}"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        CHECK(sy_schemareg_parse_schema_refs(bad[i], strlen(bad[i]), &schema, &refs, &n, &err) ==
+              SY_ERR_REGISTRY);
+        CHECK(schema == NULL && refs == NULL && n == 0);
+    }
+
+    /* R refers to A and B; A to B again; B back to A: three fetches, two referenced texts */
+    static const canned_t graph[] = {
+        {"/schemas/ids/7", REC("R", REF("p.A", "s.a", 1) "," REF("p.B", "s%20b", 2))},
+        {"/subjects/s.a/versions/1", REC("A", REF("p.B", "s%20b", 2))},
+        {"/subjects/s%2520b/versions/2", REC("B", REF("p.A", "s.a", 1))},
+        {"/schemas/ids/8", REC("M", REF("p.X", "gone", 3))},
+        {NULL, NULL}};
+    sy_schemareg_t *reg = sy_schemareg_new("http://registry.invalid", NULL, 100, &err);
+    CHECK(reg != NULL);
+    if (!reg)
+        return;
+    sy_schemareg_set_transport(reg, canned_transport, (void *)graph);
+    canned_requests = 0;
+    CHECK(sy_schemareg_get_schema_refs(reg, 7, &schema, &texts, &n, &err) == SY_OK);
+    CHECK(canned_requests == 3 && n == 2);
+    CHECK(schema && strstr(schema, "\"R\"") && n == 2 && strstr(texts[0], "\"A\"") &&
+          strstr(texts[1], "\"B\""));
+    free(schema);
+    for (size_t i = 0; i < n; i++)
+        free(texts[i]);
+    free(texts);
+    /* a reference the registry does not have: the schema is unknown, the message says which */
+    CHECK(sy_schemareg_get_schema_refs(reg, 8, &schema, &texts, &n, &err) == SY_ERR_UNKNOWN_SCHEMA);
+    CHECK(schema == NULL && texts == NULL && n == 0 && strstr(err.msg, "p.X") &&
+          strstr(err.msg, "gone"));
+    /* without references fetched, an id whose schema has them stays refused */
+    CHECK(sy_schemareg_get_schema(reg, 7, &schema, &err) == SY_ERR_UNKNOWN_SCHEMA);
+    sy_schemareg_destroy(reg);
+}
+
 int main(void)
 {
     sy_log_set_level(SY_LOG_ERROR);
     test_parsers();
     test_http();
+    test_refs();
     SY_TEST_DONE();
 }

@@ -81,8 +81,10 @@ public final class SubmitJob {
         p.put(SerdeConfig.REGISTRY_URL, registryUrl);
         p.put(SerdeConfig.AUTO_REGISTER_ARTIFACT, "true"); // under the subject <topic>-value
         // One self-contained schema. Without this the serializer registers the nested Criterion
-        // record as a schema of its own and JobRequest as a schema referring to it, which the
-        // router does not resolve: it would dead-letter every record (unknown_schema).
+        // record as a schema of its own and JobRequest as a schema referring to it. The router
+        // reads that too, but the registry then refuses the self-contained schema that
+        // `switchyard submit` registers under the same subject (HTTP 422) when the subject has
+        // a compatibility rule, as Confluent's default BACKWARD is.
         p.put(SerdeConfig.DEREFERENCE_SCHEMA, "true");
         // The Confluent framing the router reads: magic byte 0 and the schema's 4-byte content id
         // (the id the registry's Confluent API serves) before the Avro body, no Kafka headers.
