@@ -678,7 +678,8 @@ sy_err_code_t sy_schemareg_get_schema_refs(sy_schemareg_t *reg, int32_t id, char
         *ref_schemas = texts;
         texts[(*n_ref_schemas)++] = text;
         queue = q;
-        memcpy(queue + n_queue, more, n_more * sizeof(*more)); /* the strings move over */
+        if (n_more) /* the strings move over */
+            memcpy(queue + n_queue, more, n_more * sizeof(*more));
         n_queue += n_more;
         free(more);
         more = NULL;
