@@ -1263,8 +1263,9 @@ sy_err_code_t sy_router_run(sy_router_t *r, sy_err_t *err)
         if (b->n) {
             if ((rc = run_batch(r, b, other, err)) != SY_OK)
                 goto out;
-            if (r->commit.busy) /* b is the committer's now; the next one is routed in other */
-                cur = 1 - cur;
+            /* b is the committer's now (or was emptied after a failure): the next batch is
+             * collected into other, which settle() emptied */
+            cur = 1 - cur;
         } else if ((rc = settle(r, other, &failed, err)) != SY_OK) {
             /* idle: the last transaction is settled now rather than with the next request */
             goto out;
