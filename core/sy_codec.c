@@ -1250,12 +1250,10 @@ static bool utf8_valid(const void *data, size_t len)
             p++;
             continue;
         }
-        const unsigned char *start = p;
-        int32_t cp = utf8_next(&p, end);
-        size_t n = (size_t)(p - start);
-        if (cp < 0 || (n == 2 && cp < 0x80) || (n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) ||
-            cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+        size_t n = sy_utf8_char_len(p, (size_t)(end - p));
+        if (!n)
             return false;
+        p += n;
     }
     return true;
 }

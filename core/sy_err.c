@@ -45,26 +45,41 @@ static size_t utf8_need(unsigned char c)
                                     : 0;
 }
 
+size_t sy_utf8_char_len(const void *str, size_t avail)
+{
+    const unsigned char *s = str;
+    size_t need = avail ? utf8_need(s[0]) : 0;
+    if (!need || need > avail)
+        return 0;
+    for (size_t k = 1; k < need; k++)
+        if ((s[k] & 0xC0) != 0x80)
+            return 0;
+    if ((s[0] == 0xE0 && s[1] < 0xA0) || (s[0] == 0xED && s[1] > 0x9F) ||
+        (s[0] == 0xF0 && s[1] < 0x90) || (s[0] == 0xF4 && s[1] > 0x8F))
+        return 0; /* overlong, a surrogate, beyond U+10FFFF */
+    return need;
+}
+
 size_t sy_utf8_scrub(char *str)
 {
     unsigned char *r = (unsigned char *)str, *w = r;
     while (*r) {
+        size_t n = sy_utf8_char_len(r, 4); /* stops at the NUL, a non-continuation byte */
+        if (n) {
+            memmove(w, r, n);
+            w += n;
+            r += n;
+            continue;
+        }
         size_t need = utf8_need(*r), k = 1;
         while (k < need && (r[k] & 0xC0) == 0x80)
             k++;
-        if (need && k < need) { /* a character cut short: dropped */
+        if (need > 1 && k < need) { /* a character cut short: dropped */
             r += k;
-            continue;
-        }
-        if (!need || (*r == 0xE0 && r[1] < 0xA0) || (*r == 0xED && r[1] > 0x9F) ||
-            (*r == 0xF0 && r[1] < 0x90) || (*r == 0xF4 && r[1] > 0x8F)) {
+        } else {
             *w++ = '?'; /* not UTF-8: a stray byte, an overlong form, a surrogate, > U+10FFFF */
             r++;
-            continue;
         }
-        memmove(w, r, need);
-        w += need;
-        r += need;
     }
     *w = 0;
     return (size_t)(w - (unsigned char *)str);

@@ -66,6 +66,11 @@ void sy_err_clear(sy_err_t *err);
  * becomes '?'. Returns the new length. */
 size_t sy_utf8_scrub(char *s);
 
+/* The length (1-4) of the valid UTF-8 character (RFC 3629: no overlong form, no surrogate,
+ * nothing beyond U+10FFFF) that s[0..avail) starts with; 0 when it starts with none. Reads no
+ * byte past the first one that is not a continuation of the character. */
+size_t sy_utf8_char_len(const void *s, size_t avail);
+
 /* Stable lower-case name of a code ("truncated", "bad_magic", ...), used in dead-letter headers. */
 const char *sy_err_code_name(sy_err_code_t code);
 

@@ -32,6 +32,14 @@ int main(void)
     CHECK_STR(scrubbed("\xe0\x80\xaf"), "???");      /* overlong, 3 bytes */
     CHECK_STR(scrubbed("\xed\xa0\x80"), "???");      /* a surrogate */
     CHECK_STR(scrubbed("\xf4\x90\x80\x80"), "????"); /* beyond U+10FFFF */
+    /* one character at a time, within the bytes available (what the codec checks text with) */
+    CHECK(sy_utf8_char_len("a", 1) == 1 && sy_utf8_char_len("\xc3\xa9", 2) == 2);
+    CHECK(sy_utf8_char_len("\xe2\x82\xac", 3) == 3 && sy_utf8_char_len("\xf0\x9f\x98\x80", 4) == 4);
+    CHECK(sy_utf8_char_len("\xe2\x82\xac", 2) == 0); /* the rest is not there */
+    CHECK(sy_utf8_char_len("a", 0) == 0 && sy_utf8_char_len("\x80", 1) == 0);
+    CHECK(sy_utf8_char_len("\xc1\xbf", 2) == 0 && sy_utf8_char_len("\xed\xbf\xbf", 3) == 0 &&
+          sy_utf8_char_len("\xf4\x90\x80\x80", 4) == 0 &&
+          sy_utf8_char_len("\xf5\x80\x80\x80", 4) == 0);
     char s[8] = "ab";
     CHECK(sy_utf8_scrub(s) == 2);
 
