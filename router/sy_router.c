@@ -402,18 +402,26 @@ static sy_err_code_t arena_encode(sy_router_t *r, batch_t *b, sy_type_t type, co
     return *val ? SY_OK : sy_err_set(err, SY_ERR_NOMEM, true, "out of memory");
 }
 
+/* Room for one more of n items of size bytes in *items (capacity *cap, doubled as needed). */
+static sy_err_code_t room_for_one(void **items, size_t n, size_t *cap, size_t size, sy_err_t *err)
+{
+    if (n < *cap)
+        return SY_OK;
+    size_t c = *cap ? *cap * 2 : 1024;
+    void *v = realloc(*items, c * size);
+    if (!v)
+        return sy_err_set(err, SY_ERR_NOMEM, true, "out of memory");
+    *items = v;
+    *cap = c;
+    return SY_OK;
+}
+
 /* Appends a record (val in the arena, or NULL). */
 static sy_err_code_t add_rec(batch_t *b, const char *topic, int32_t partition, const char *key,
                              const void *val, size_t len, sy_err_t *err)
 {
-    if (b->n_recs == b->cap_recs) {
-        size_t cap = b->cap_recs ? b->cap_recs * 2 : 1024;
-        out_rec_t *recs = realloc(b->recs, cap * sizeof(*recs));
-        if (!recs)
-            return sy_err_set(err, SY_ERR_NOMEM, true, "out of memory");
-        b->recs = recs;
-        b->cap_recs = cap;
-    }
+    if (room_for_one((void **)&b->recs, b->n_recs, &b->cap_recs, sizeof(*b->recs), err) != SY_OK)
+        return err->code;
     b->recs[b->n_recs++] =
         (out_rec_t){.topic = topic, .partition = partition, .key = key, .val = val, .len = len};
     return SY_OK;
@@ -423,14 +431,8 @@ static sy_err_code_t add_rec(batch_t *b, const char *topic, int32_t partition, c
 static sy_err_code_t add_routed_id(batch_t *b, const rd_kafka_message_t *m, const char *id,
                                    size_t len, sy_err_t *err)
 {
-    if (b->n_ids == b->cap_ids) {
-        size_t cap = b->cap_ids ? b->cap_ids * 2 : 1024;
-        routed_id_t *ids = realloc(b->ids, cap * sizeof(*ids));
-        if (!ids)
-            return sy_err_set(err, SY_ERR_NOMEM, true, "out of memory");
-        b->ids = ids;
-        b->cap_ids = cap;
-    }
+    if (room_for_one((void **)&b->ids, b->n_ids, &b->cap_ids, sizeof(*b->ids), err) != SY_OK)
+        return err->code;
     b->ids[b->n_ids++] =
         (routed_id_t){.partition = m->partition, .offset = m->offset, .id = id, .len = len};
     return SY_OK;
@@ -493,8 +495,8 @@ static int routed_id_cmp(const void *a, const void *b)
  * of the first id>" listing the ids one per line, each under ROUTED_LIST_MAX bytes. */
 static sy_err_code_t add_changelog(sy_router_t *r, batch_t *b, sy_err_t *err)
 {
-    size_t limit = r->max_record > 2 * RECORD_OVERHEAD + 64 ? r->max_record - 2 * RECORD_OVERHEAD
-                                                            : 64; /* job ids are <= 128 bytes */
+    /* librdkafka's message.max.bytes is at least 1000; the key is "@" and an offset */
+    size_t limit = r->max_record - 2 * RECORD_OVERHEAD;
     if (limit > ROUTED_LIST_MAX)
         limit = ROUTED_LIST_MAX;
     if (b->n_ids > 1)
@@ -1217,11 +1219,14 @@ static sy_err_code_t run_batch(sy_router_t *r, batch_t *b, batch_t *other, sy_er
     bool prepared = prepare_batch(r, b, &perr) == SY_OK, failed;
     long long t1 = sy_time_mono_ms();
     sy_err_code_t rc = settle(r, other, &failed, err);
-    if (failed || !prepared) { /* after the rewind this batch comes again */
-        if (!failed)
-            sy_warn("router", "batch failed: %s", perr.msg);
+    if (failed) { /* settle() recovered: after the rewind this batch comes again */
         batch_reset(b);
-        return rc != SY_OK || failed ? rc : recover(r, err);
+        return rc;
+    }
+    if (!prepared) {
+        sy_warn("router", "batch failed: %s", perr.msg);
+        batch_reset(b);
+        return recover(r, err);
     }
     sy_debug("router",
              "batch of %d request(s): routed in %lld ms, then waited %lld ms for the "
