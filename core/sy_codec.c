@@ -3766,6 +3766,11 @@ static int jfill(dec_t *d, const snode_t *t, json_t *j, avro_value_t *v)
             json_object_foreach(j, key, item)
             {
                 avro_value_t c;
+                if ((int64_t)strlen(key) > d->max_string) /* as the decoder checks it */
+                    return ep_fail(&d->e, SY_ERR_TOO_LARGE,
+                                   "map key of %zu bytes exceeds codec.max.string.bytes (%" PRId64
+                                   ")",
+                                   strlen(key), d->max_string);
                 if ((rc = avro_value_add(v, key, &c, NULL, NULL)))
                     return d_avro(d, rc);
                 if (jfill(d, t->items, item, &c)) {
